@@ -1,0 +1,309 @@
+"""SQLAlchemy 2.0 typed models mirroring ``db/migrations`` (the SQL files are the source of truth).
+
+``tests/test_schema_drift.py`` fails when these and the migrated schema disagree, so a change to
+one without the other cannot land. Enum-like columns are plain strings checked in the database;
+the Python enums below name the allowed values and say what each means.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CHAR, INET, JSONB, TSVECTOR, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "ix": "idx_%(table_name)s_%(column_0_N_name)s",
+}
+
+NOW = text("now()")
+UUID_DEFAULT = text("uuid_generate_v4()")
+EMPTY_OBJECT = text("'{}'::jsonb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSONB,
+        list[Any]: JSONB,
+        dt.datetime: DateTime(timezone=True),
+        uuid.UUID: UUID(as_uuid=True),
+    }
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"  # everything, including user management
+    MANAGER = "manager"  # sees and manages every user's files
+    ANALYST = "analyst"  # reads all transcripts, writes analyses
+    VIEWER = "viewer"  # reads only
+
+
+class AudioFormat(enum.StrEnum):
+    MP3 = "mp3"
+    WAV = "wav"
+    OGG = "ogg"
+    M4A = "m4a"
+    FLAC = "flac"
+    WEBM = "webm"
+
+
+class FileStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded, waiting for a worker
+    PROCESSING = "processing"  # a worker holds the row (see stage, lease_expires_at)
+    COMPLETED = "completed"  # transcribed and analysed
+    FAILED = "failed"  # stopped for good; error_message says why
+
+
+class Stage(enum.StrEnum):
+    INGEST = "ingest"  # validate, store, probe
+    TRANSCRIBE = "transcribe"  # speech to text
+    ANALYZE = "analyze"  # sentiment, summary, keywords, entities
+
+
+class AnalysisType(enum.StrEnum):
+    SENTIMENT = "sentiment"
+    SUMMARY = "summary"
+    KEYWORDS = "keywords"
+    ENTITIES = "entities"
+    CUSTOM = "custom"
+
+
+def _in(column: str, values: type[enum.StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("email"),
+        UniqueConstraint("username"),
+        CheckConstraint(_in("role", Role), name="role"),
+        CheckConstraint("email ~ '^[^@[:space:]]+@[^@[:space:]]+$'", name="email_format"),
+        CheckConstraint("username ~ '^[A-Za-z0-9_.-]{3,50}$'", name="username_format"),
+        CheckConstraint("length(password_hash) > 0", name="password_hash_nonempty"),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
+        Index(
+            "idx_users_email_active",
+            "email",
+            postgresql_where=text("is_active AND deleted_at IS NULL"),
+        ),
+        Index("idx_users_username", "username"),
+        Index("idx_users_role", "role"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    email: Mapped[str] = mapped_column(String(255))
+    username: Mapped[str] = mapped_column(String(50))
+    password_hash: Mapped[str] = mapped_column(Text)
+    full_name: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), server_default=text("'viewer'"))
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    last_login_at: Mapped[dt.datetime | None]
+    last_activity_at: Mapped[dt.datetime | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=EMPTY_OBJECT)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    deleted_at: Mapped[dt.datetime | None]
+
+
+class Session(Base):
+    """An authentication session (not to be confused with a SQLAlchemy ``Session``)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        CheckConstraint("token_hash ~ '^[0-9a-f]{64}$'", name="token_hash_hex"),
+        CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
+        CheckConstraint("is_revoked = (revoked_at IS NOT NULL)", name="revocation_time"),
+        Index("idx_sessions_user_id", "user_id"),
+        Index(
+            "idx_sessions_active",
+            text("last_accessed_at DESC"),
+            postgresql_where=text("NOT is_revoked"),
+        ),
+        Index("idx_sessions_expires_at", "expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(CHAR(64))
+    ip_address: Mapped[str | None] = mapped_column(INET)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    last_accessed_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    expires_at: Mapped[dt.datetime]
+    is_revoked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    revoked_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class AudioFile(Base):
+    __tablename__ = "audio_files"
+    __table_args__ = (
+        CheckConstraint(_in("file_format", AudioFormat), name="file_format"),
+        CheckConstraint(_in("status", FileStatus), name="status"),
+        CheckConstraint(_in("stage", Stage), name="stage"),
+        CheckConstraint("file_size >= 0", name="file_size_nonnegative"),
+        CheckConstraint("length(file_name) > 0", name="file_name_nonempty"),
+        CheckConstraint("checksum ~ '^[0-9a-f]{64}$'", name="checksum_hex"),
+        CheckConstraint("duration_seconds >= 0", name="duration_nonnegative"),
+        CheckConstraint("sample_rate > 0", name="sample_rate_positive"),
+        CheckConstraint("channels BETWEEN 1 AND 255", name="channels_range"),
+        CheckConstraint("bitrate > 0", name="bitrate_positive"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        CheckConstraint(
+            "status <> 'failed' OR error_message IS NOT NULL", name="failed_has_message"
+        ),
+        CheckConstraint(
+            "processing_completed_at IS NULL OR processing_started_at IS NULL "
+            "OR processing_completed_at >= processing_started_at",
+            name="processing_order",
+        ),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
+        Index("idx_audio_files_user_id_created_at", "user_id", text("created_at DESC")),
+        Index("idx_audio_files_status", "status"),
+        Index("idx_audio_files_file_format", "file_format"),
+        Index(
+            "idx_audio_files_queue",
+            "status",
+            "upload_started_at",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+        ),
+        Index("idx_audio_files_user_id_checksum", "user_id", "checksum"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_path: Mapped[str] = mapped_column(Text)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    file_format: Mapped[str] = mapped_column(String(10))
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    checksum: Mapped[str | None] = mapped_column(CHAR(64))
+    duration_seconds: Mapped[Decimal | None] = mapped_column(Numeric(12, 3))
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(SmallInteger)
+    bitrate: Mapped[int | None] = mapped_column(Integer)
+    codec: Mapped[str | None] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
+    stage: Mapped[str | None] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lease_expires_at: Mapped[dt.datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_details: Mapped[dict[str, Any] | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=EMPTY_OBJECT)
+    upload_started_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    upload_completed_at: Mapped[dt.datetime | None]
+    processing_started_at: Mapped[dt.datetime | None]
+    processing_completed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class Transcription(Base):
+    __tablename__ = "transcriptions"
+    __table_args__ = (
+        UniqueConstraint("audio_file_id", "version"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("confidence_score BETWEEN 0 AND 1", name="confidence_range"),
+        CheckConstraint(
+            "language_code ~ '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$'", name="language_code"
+        ),
+        CheckConstraint("word_count >= 0", name="word_count_nonnegative"),
+        CheckConstraint("processing_time_seconds >= 0", name="processing_time_nonnegative"),
+        CheckConstraint("jsonb_typeof(segments) = 'array'", name="segments_array"),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
+        Index(
+            "uq_transcriptions_latest",
+            "audio_file_id",
+            unique=True,
+            postgresql_where=text("is_latest"),
+        ),
+        Index("idx_transcriptions_language_code", "language_code"),
+        Index("idx_transcriptions_search_vector", "search_vector", postgresql_using="gin"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    audio_file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("audio_files.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    is_latest: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    transcription_text: Mapped[str] = mapped_column(Text)
+    language_code: Mapped[str | None] = mapped_column(String(10))
+    confidence_score: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    engine: Mapped[str | None] = mapped_column(String(50))
+    engine_version: Mapped[str | None] = mapped_column(String(50))
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    segments: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    word_count: Mapped[int | None] = mapped_column(Integer)
+    processing_time_seconds: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=EMPTY_OBJECT)
+    search_vector: Mapped[str | None] = mapped_column(
+        TSVECTOR,
+        Computed("to_tsvector('english'::regconfig, transcription_text)", persisted=True),
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+    __table_args__ = (
+        CheckConstraint(_in("analysis_type", AnalysisType), name="analysis_type"),
+        CheckConstraint("jsonb_typeof(result) = 'object'", name="result_object"),
+        CheckConstraint("jsonb_typeof(parameters) = 'object'", name="parameters_object"),
+        CheckConstraint("processing_time_seconds >= 0", name="processing_time_nonnegative"),
+        Index(
+            "uq_analyses_transcription_id_type",
+            "transcription_id",
+            "analysis_type",
+            unique=True,
+            postgresql_where=text("analysis_type <> 'custom'"),
+        ),
+        Index("idx_analyses_transcription_id", "transcription_id"),
+        Index("idx_analyses_analysis_type", "analysis_type"),
+        Index(
+            "idx_analyses_result",
+            "result",
+            postgresql_using="gin",
+            postgresql_ops={"result": "jsonb_path_ops"},
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    transcription_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transcriptions.id", ondelete="CASCADE")
+    )
+    analysis_type: Mapped[str] = mapped_column(String(20))
+    result: Mapped[dict[str, Any]]
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    parameters: Mapped[dict[str, Any]] = mapped_column(server_default=EMPTY_OBJECT)
+    processing_time_seconds: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)

@@ -1,0 +1,116 @@
+"""Typed settings for every TeleAI Pro process, read from ``TELEAI_*`` environment variables.
+
+One object, built by :func:`get_settings`, validated loudly at start-up. The defaults work on a
+machine with PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; README.md lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Engine = Literal["faster-whisper", "openai-whisper"]
+
+
+def _data_home() -> Path:
+    return Path.home() / ".local" / "share" / "teleai"
+
+
+class Settings(BaseSettings):
+    """All knobs in one place. Secrets are ``SecretStr`` so they never show in a ``repr``."""
+
+    model_config = SettingsConfigDict(env_prefix="TELEAI_", extra="ignore")
+
+    # --- services -------------------------------------------------------------------------
+    database_url: SecretStr = Field(
+        SecretStr("postgresql+psycopg://postgres@127.0.0.1:5432/teleai_pro"),
+        description="SQLAlchemy URL of the PostgreSQL database (psycopg 3 driver).",
+    )
+    broker_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Celery broker (Redis)."
+    )
+    result_backend: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/1"), description="Celery result backend (Redis)."
+    )
+
+    # --- storage --------------------------------------------------------------------------
+    storage_dir: Path = Field(
+        default_factory=lambda: _data_home() / "storage",
+        description="Managed storage root; ingested files are copied here under generated names.",
+    )
+    model_cache_dir: Path = Field(
+        default_factory=lambda: _data_home() / "models",
+        description="Where models assembled or converted from installed packages are cached.",
+    )
+    max_file_bytes: int = Field(2 * 1024**3, gt=0, description="Reject larger uploads.")
+    max_duration_seconds: float = Field(
+        4 * 3600.0, gt=0, description="Reject audio longer than this at probe time."
+    )
+
+    # --- transcription --------------------------------------------------------------------
+    engine: Engine = Field("faster-whisper", description="Transcription engine.")
+    whisper_model: str = Field(
+        "tiny.en",
+        description=(
+            "'tiny.en' and 'base' resolve to models shipped in PyPI packages; any other value is "
+            "a local directory/file or a hub name (needs TELEAI_HUB_DOWNLOADS=true)."
+        ),
+    )
+    whisper_device: str = Field("cpu", description="'cpu' or 'cuda'.")
+    whisper_compute_type: str = Field("int8", description="CTranslate2 compute type.")
+    whisper_cpu_threads: int = Field(0, ge=0, description="0 = let the engine decide.")
+    whisper_beam_size: int = Field(1, ge=1, description="Beam size (1 = greedy).")
+    whisper_vad_filter: bool = Field(True, description="Skip non-speech with Silero VAD.")
+    language: str | None = Field(None, description="Fix the language; None = detect.")
+    hub_downloads: bool = Field(
+        False,
+        description=(
+            "Allow model downloads from the Hugging Face hub. Off by default: a model that is "
+            "not installed fails at once with a clear error instead of hanging on the network."
+        ),
+    )
+
+    # --- analysis -------------------------------------------------------------------------
+    sentiment_model: str = Field(
+        "vader", description="'vader' or a transformers text-classification name/path."
+    )
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Sentence-transformer for keywords and summaries (the default is packaged).",
+    )
+    spacy_model: str = Field("en_core_web_sm", description="spaCy pipeline for entities.")
+    keyword_top_n: int = Field(8, ge=1)
+    summary_sentences: int = Field(3, ge=1)
+
+    # --- reliability ----------------------------------------------------------------------
+    max_attempts: int = Field(3, ge=1, description="Deliveries of one stage before 'failed'.")
+    lease_seconds: int = Field(
+        900, ge=10, description="A claimed row whose lease is older is considered orphaned."
+    )
+    task_time_limit: int = Field(1800, ge=10, description="Hard time limit of one task (s).")
+    visibility_timeout: int = Field(
+        3600, ge=60, description="Redis visibility timeout; must exceed task_time_limit."
+    )
+
+    # --- logging --------------------------------------------------------------------------
+    log_level: str = Field("INFO")
+    log_json: bool = Field(False, description="JSON log lines instead of console lines.")
+
+    def sqlalchemy_url(self) -> str:
+        return self.database_url.get_secret_value()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use (never at import time)."""
+    settings = Settings()
+    if settings.visibility_timeout <= settings.task_time_limit:
+        raise ValueError(
+            "TELEAI_VISIBILITY_TIMEOUT must be larger than TELEAI_TASK_TIME_LIMIT, or Redis "
+            "redelivers tasks that are still running."
+        )
+    return settings
