@@ -211,7 +211,7 @@ class AudioFile(Base):
     bitrate: Mapped[int | None] = mapped_column(Integer)
     codec: Mapped[str | None] = mapped_column(String(50))
     status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
-    stage: Mapped[str | None] = mapped_column(String(20))
+    stage: Mapped[str] = mapped_column(String(20), server_default=text("'ingest'"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     lease_expires_at: Mapped[dt.datetime | None]
     error_message: Mapped[str | None] = mapped_column(Text)

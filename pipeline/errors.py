@@ -46,3 +46,34 @@ class ModelUnavailable(PermanentError):
 
 class StorageError(TransientError):
     """Raised when managed storage cannot be written (disk full, permissions, I/O error)."""
+
+
+def classify(error: BaseException) -> PipelineError:
+    """Translate any exception into our tree: the one place that decides retry vs. give up.
+
+    Lost connections to PostgreSQL or Redis and full disks may heal, so they are transient;
+    anything else unexpected is a bug or an input the libraries choke on, and retrying the same
+    input would fail the same way, so it is permanent (with the library's message kept).
+    """
+    if isinstance(error, PipelineError):
+        return error
+    # Imported here so this module stays import-light for the CLI.
+    from kombu.exceptions import OperationalError as BrokerOperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(error, OperationalError | RedisConnectionError | BrokerOperationalError):
+        return TransientError(f"a service was unavailable: {type(error).__name__}: {error}")
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return TransientError(f"the database connection was lost: {error}")
+    if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
+        return StorageError(f"storage error: {error.strerror or error}")
+    name = type(error).__name__
+    if name == "SoftTimeLimitExceeded":
+        return PermanentError("took longer than the task time limit")
+    return PermanentError(f"unexpected error ({name}): {error}")
+
+
+_TRANSIENT_ERRNOS = frozenset(
+    {28, 122, 5, 11, 110, 111}
+)  # ENOSPC EDQUOT EIO EAGAIN ETIMEDOUT ECONNREFUSED

@@ -89,8 +89,21 @@ class Settings(BaseSettings):
     # --- reliability ----------------------------------------------------------------------
     max_attempts: int = Field(3, ge=1, description="Deliveries of one stage before 'failed'.")
     lease_seconds: int = Field(
-        900, ge=10, description="A claimed row whose lease is older is considered orphaned."
+        60,
+        ge=5,
+        description=(
+            "Lease of a claimed stage; a running task renews it every third of this. A row "
+            "whose lease expired lost its worker and is re-enqueued by the reaper."
+        ),
     )
+    queued_grace_seconds: int = Field(
+        600, ge=10, description="Re-enqueue a queued row that waited longer than this."
+    )
+    reaper_interval_seconds: int = Field(30, ge=1, description="How often beat runs the reaper.")
+    analytics_refresh_seconds: int = Field(
+        300, ge=10, description="How often beat refreshes file_processing_analytics."
+    )
+    session_ttl_hours: float = Field(24.0, gt=0, description="Absolute lifetime of a login.")
     task_time_limit: int = Field(1800, ge=10, description="Hard time limit of one task (s).")
     visibility_timeout: int = Field(
         3600, ge=60, description="Redis visibility timeout; must exceed task_time_limit."

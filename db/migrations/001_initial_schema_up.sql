@@ -102,7 +102,7 @@ CREATE TABLE audio_files (
     codec                   varchar(50),
     -- pending -> processing -> completed | failed; `stage` says which step runs or ran last.
     status                  varchar(20)   NOT NULL DEFAULT 'pending',
-    stage                   varchar(20),
+    stage                   varchar(20)   NOT NULL DEFAULT 'ingest',
     attempts                integer       NOT NULL DEFAULT 0,
     lease_expires_at        timestamptz,
     error_message           text,

@@ -1,0 +1,23 @@
+# One target per check, used by people and CI alike (see README.md).
+.PHONY: setup demo test lint typecheck check bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/python -m pipeline.demo
+
+test: setup
+	.venv/bin/pytest
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: setup
+	.venv/bin/mypy .
+
+check: lint typecheck test
+
+bench: setup
+	.venv/bin/python -m bench

@@ -1,0 +1,324 @@
+"""Run one stage of one file: claim the row, do the work outside any transaction, write fenced.
+
+Every function here is what a Celery task calls with plain ids. Each opens short transactions
+through the ``UnitOfWork`` it is given (claim; write results + hand over), so no transaction is
+held open during minutes of model inference, and a worker that lost its claim (lease expired
+and taken over) cannot write a second version. Errors are classified once: ``PermanentError``
+fails the file; ``TransientError`` releases the claim and propagates for the task to retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from db import analyses as analyses_db
+from db import files as files_db
+from db import transcripts as transcripts_db
+from db.models import AudioFile, Stage, Transcription
+from pipeline import jobs
+from pipeline.audio.decode import decode_to_16k_mono
+from pipeline.audio.formats import ensure_audio_format, format_from_extension, supported_extensions
+from pipeline.audio.probe import probe_audio
+from pipeline.audio.storage import store_file
+from pipeline.audio.validate import validate_upload
+from pipeline.errors import PermanentError, UnsupportedAudio, classify
+from pipeline.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    file_id: uuid.UUID
+    file_name: str
+    duplicate_of: uuid.UUID | None
+
+
+def submit_file(
+    session: Session,
+    path: Path,
+    *,
+    user_id: uuid.UUID,
+    settings: Settings,
+    original_name: str | None = None,
+    force: bool = False,
+) -> Submitted:
+    """Copy a user's file into managed storage and record it as ``pending`` at the ingest stage.
+
+    The row exists before any message is sent (the caller enqueues after commit), so a lost
+    message can never lose a file. Raises :class:`UnsupportedAudio` for an extension we do not
+    support — no row, since there is no format to record; the caller reports it.
+    """
+    name = original_name or path.name
+    fmt = format_from_extension(name) or format_from_extension(path)
+    if fmt is None:
+        raise UnsupportedAudio(
+            f"'{name}' has an unsupported extension; supported: {supported_extensions()}"
+        )
+    stored = store_file(path, settings.storage_dir, fmt)
+    duplicate = files_db.find_duplicate(session, user_id, stored.sha256)
+    if duplicate is not None and not force:
+        stored.path.unlink(missing_ok=True)
+        return Submitted(duplicate.id, duplicate.file_name, duplicate.id)
+    row = files_db.record_upload(
+        session,
+        user_id=user_id,
+        file_name=name[:255],
+        file_path=str(stored.path),
+        file_size=stored.size,
+        file_format=str(fmt),
+        checksum=stored.sha256,
+        metadata={"source_path": str(path)},
+    )
+    row.upload_completed_at = row.upload_started_at
+    session.flush()
+    return Submitted(row.id, row.file_name, None)
+
+
+@contextlib.contextmanager
+def _heartbeat(uow: UnitOfWork, claim: jobs.Claim, lease_seconds: int) -> Iterator[None]:
+    """Renew the lease every third of its length while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_seconds / 3):
+            try:
+                with uow() as session:
+                    if not jobs.renew(session, claim, lease_seconds=lease_seconds):
+                        return
+            except Exception:  # a missed beat is retried; the lease has slack for two
+                log.warning("lease_renewal_failed", file_id=str(claim.file_id))
+
+    thread = threading.Thread(target=beat, name=f"lease-{claim.file_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _claim(
+    uow: UnitOfWork, file_id: uuid.UUID, stage: Stage, settings: Settings
+) -> jobs.Claim | None:
+    try:
+        with uow() as session:
+            return jobs.claim(
+                session,
+                file_id,
+                stage,
+                lease_seconds=settings.lease_seconds,
+                max_attempts=settings.max_attempts,
+            )
+    except jobs.GaveUp:
+        return None
+
+
+def _on_error(
+    uow: UnitOfWork, claim: jobs.Claim, error: Exception, timings: dict[str, float]
+) -> None:
+    """Fail the file for permanent errors; release it for a retry otherwise."""
+    with uow() as session:
+        if isinstance(error, PermanentError):
+            jobs.fail(
+                session, claim.file_id, claim.stage, error, token=claim.token, timings=timings
+            )
+        else:
+            jobs.release(session, claim)
+
+
+@contextlib.contextmanager
+def _stage(
+    uow: UnitOfWork, claim: jobs.Claim, settings: Settings, timings: dict[str, float]
+) -> Iterator[None]:
+    """Run the work of a claimed stage; on error, fail or release the row, then re-raise ours."""
+    started = time.perf_counter()
+    try:
+        with _heartbeat(uow, claim, settings.lease_seconds):
+            yield
+    except Exception as raw:
+        error = classify(raw)
+        timings[claim.stage.value] = time.perf_counter() - started
+        _on_error(uow, claim, error, timings)
+        log.info(
+            "stage_failed",
+            file_id=str(claim.file_id),
+            stage=claim.stage.value,
+            attempt=claim.token,
+            error=error.message,
+            permanent=isinstance(error, PermanentError),
+        )
+        raise error from raw
+
+
+def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
+    """Validate by content and probe metadata; True when the file moved on to transcription."""
+    claim = _claim(uow, file_id, Stage.INGEST, settings)
+    if claim is None:
+        return False
+    timings: dict[str, float] = {}
+    with _stage(uow, claim, settings, timings):
+        t0 = time.perf_counter()
+        path = Path(claim.file_path)
+        real_format = validate_upload(path, max_bytes=settings.max_file_bytes)
+        timings["validate"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        info = probe_audio(path, real_format, max_duration=settings.max_duration_seconds)
+        timings["probe"] = time.perf_counter() - t1
+    timings["ingest"] = time.perf_counter() - t0
+    values: dict[str, Any] = {
+        "file_format": str(real_format),
+        "duration_seconds": round(info.duration_seconds, 3),
+        "sample_rate": info.sample_rate,
+        "channels": info.channels,
+        "bitrate": info.bitrate,
+        "codec": info.codec,
+    }
+    with uow() as session:
+        row = session.get(AudioFile, file_id, with_for_update=True)
+        if row is None or not jobs.still_holds(session, claim):
+            return False
+        row.metadata_ = {
+            **row.metadata_,
+            "probe": {"probed_with": info.probed_with, **info.extra},
+            **({"declared_format": claim.file_format} if claim.file_format != real_format else {}),
+        }
+        session.flush()
+        return jobs.advance(session, claim, Stage.TRANSCRIBE, timings=timings, values=values)
+
+
+def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> uuid.UUID | None:
+    """Transcribe and write a new version with the ``is_latest`` flip; returns its id."""
+    from pipeline.transcription import get_transcriber  # heavy: imported on first use
+
+    claim = _claim(uow, file_id, Stage.TRANSCRIBE, settings)
+    if claim is None:
+        return None
+    with uow() as session:
+        settings = _engine_settings(session, file_id, settings)
+    timings: dict[str, float] = {}
+    with _stage(uow, claim, settings, timings):
+        t0 = time.perf_counter()
+        audio = decode_to_16k_mono(Path(claim.file_path), ensure_audio_format(claim.file_format))
+        timings["decode"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        transcriber = get_transcriber(settings)
+        timings["model_load"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        transcript = transcriber.transcribe(audio, language=settings.language)
+        timings["transcribe"] = time.perf_counter() - t2
+    timings["transcribe_stage"] = time.perf_counter() - t0
+    with uow() as session:
+        if not jobs.still_holds(session, claim):
+            return None
+        t3 = time.perf_counter()
+        version = transcripts_db.add_transcription_version(
+            session,
+            file_id,
+            text=transcript.text,
+            language_code=transcript.language,
+            confidence_score=transcript.confidence,
+            engine=transcript.engine,
+            engine_version=transcript.engine_version,
+            model_name=transcript.model_name,
+            segments=transcript.segments_json(),
+            word_count=len(transcript.text.split()),
+            processing_time_seconds=timings["transcribe"],
+            metadata={
+                "language_probability": transcript.language_probability,
+                "audio_seconds": transcript.duration,
+                "parameters": transcript.parameters,
+            },
+        )
+        timings["transcribe_db_write"] = time.perf_counter() - t3
+        # The row is locked and fenced by still_holds, so the hand-over cannot miss.
+        advanced = jobs.advance(session, claim, Stage.ANALYZE, timings=timings)
+        assert advanced, "claim lost while holding the row lock"
+        return version.id
+
+
+def _engine_settings(session: Session, file_id: uuid.UUID, settings: Settings) -> Settings:
+    """Settings for this file's transcription: a re-transcription request overrides the model."""
+    row = session.get(AudioFile, file_id)
+    override = (row.metadata_ if row is not None else {}).get("transcription_override") or {}
+    update = {k: v for k, v in override.items() if k in {"engine", "whisper_model"} and v}
+    return settings.model_copy(update=update) if update else settings
+
+
+def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings) -> bool:
+    """Run every analysis on one transcription version and complete the file."""
+    from pipeline.analysis import analyze  # heavy: imported on first use
+    from pipeline.analysis.records import AnalysisInput, SegmentText
+
+    with uow() as session:
+        version = session.get(Transcription, transcription_id)
+        if version is None:
+            return False
+        file_id = version.audio_file_id
+        inp = AnalysisInput(
+            text=version.transcription_text,
+            segments=tuple(
+                SegmentText(start=float(s["start"]), end=float(s["end"]), text=str(s["text"]))
+                for s in version.segments
+            ),
+            language=version.language_code,
+        )
+    claim = _claim(uow, file_id, Stage.ANALYZE, settings)
+    if claim is None:
+        return False
+    timings: dict[str, float] = {}
+    with _stage(uow, claim, settings, timings):
+        t0 = time.perf_counter()
+        results = analyze(inp, settings)
+        timings["analyze"] = time.perf_counter() - t0
+    for result in results:
+        timings[f"analysis_{result.analysis_type}"] = result.seconds
+    with uow() as session:
+        if not jobs.still_holds(session, claim):
+            return False
+        t1 = time.perf_counter()
+        for result in results:
+            analyses_db.record_analysis(
+                session,
+                transcription_id,
+                analysis_type=result.analysis_type,
+                result=result.result,
+                model_name=result.model_name,
+                parameters=result.parameters,
+                processing_time_seconds=result.seconds,
+            )
+        timings["analyze_db_write"] = time.perf_counter() - t1
+        return jobs.complete(session, claim, timings=timings)
+
+
+def request_retranscription(
+    session: Session, file_id: uuid.UUID, *, engine: str | None, model: str | None
+) -> bool:
+    """Queue a finished file for a new transcription version (older versions stay)."""
+    row = session.get(AudioFile, file_id, with_for_update=True)
+    if row is None:
+        raise LookupError(f"no audio file {file_id}")
+    metadata = {
+        **row.metadata_,
+        "transcription_override": {"engine": engine, "whisper_model": model},
+    }
+    return jobs.requeue(session, file_id, Stage.TRANSCRIBE, metadata_=metadata)
+
+
+def reap(uow: UnitOfWork, settings: Settings) -> list[jobs.Orphan]:
+    """Rows that lost their worker or their message; the caller re-enqueues them."""
+    with uow() as session:
+        return jobs.find_orphans(session, queued_grace_seconds=settings.queued_grace_seconds)

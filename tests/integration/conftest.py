@@ -1,0 +1,156 @@
+"""Real worker processes for end-to-end tests: Celery on the real Redis, a real database clone.
+
+A module gets one migrated database and one ``celery worker`` subprocess (the project's real
+app, queues and settings) so models load once per module. Tests drive it through the real
+``teleai`` CLI and wait on database state with a deadline — no fixed sleeps. Redis not
+answering fails the run loudly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import PgAdmin
+
+REDIS_URL = os.environ.get("TELEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+VENV_BIN = Path(sys.executable).parent
+
+
+def _teleai() -> str:
+    found = shutil.which("teleai", path=str(VENV_BIN)) or shutil.which("teleai")
+    if found is None:
+        pytest.fail("the `teleai` command is not installed (pip install -e .)", pytrace=False)
+    return found
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis database, emptied first; fails loudly when Redis does not answer."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as err:
+        pytest.fail(
+            f"Redis is not answering at {REDIS_URL} (TELEAI_TEST_REDIS_URL): {err}", pytrace=False
+        )
+    client.flushdb()
+    return REDIS_URL
+
+
+@dataclass
+class Pipeline:
+    """A running pipeline: database, broker, storage and the environment that points at them."""
+
+    database_url: str
+    env: dict[str, str]
+    storage_dir: Path
+    workers: list[subprocess.Popen[bytes]]
+    log_dir: Path
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run the real `teleai` command against this pipeline."""
+        result = subprocess.run(
+            [_teleai(), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"teleai {' '.join(args)} -> {result.returncode}\n{result.stderr}")
+        return result
+
+    def ingest(self, *paths: Path, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        result = self.cli("ingest", *map(str, paths), "--wait", "--json", "--timeout", "600", *extra)
+        assert result.stdout.strip(), f"no output from teleai ingest: {result.stderr}"
+        rows: list[dict[str, Any]] = json.loads(result.stdout)
+        return rows
+
+    def show(self, file_id: str) -> dict[str, Any]:
+        result = self.cli("show", file_id, "--json", check=True)
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def assert_workers_alive(self) -> None:
+        for proc in self.workers:
+            assert proc.poll() is None, f"worker exited with {proc.returncode}:\n{self.worker_logs()[-4000:]}"
+
+
+def start_worker(env: dict[str, str], log_file: Path, *, queues: str = "ingest,transcribe,analyze",
+                 concurrency: int = 2, name: str = "w1") -> subprocess.Popen[bytes]:
+    """`celery -A workers.app worker` as a subprocess, returned once it answers a ping."""
+    log = log_file.open("ab")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-Q", queues,
+         f"--concurrency={concurrency}", "--loglevel=INFO", f"--hostname={name}@%h",
+         "--without-gossip", "--without-mingle"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"worker died at start:\n{log_file.read_text()[-4000:]}")
+        if "ready." in log_file.read_text(errors="replace"):
+            return proc
+        time.sleep(0.2)
+    stop_worker(proc)
+    raise AssertionError(f"worker not ready after 90 s:\n{log_file.read_text()[-4000:]}")
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM (warm shutdown), then SIGKILL the whole process group if it lingers."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def pipeline_env(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEAI_")}
+    base = redis_url.rsplit("/", 1)[0]
+    env.update({
+        "TELEAI_DATABASE_URL": database_url,
+        "TELEAI_BROKER_URL": redis_url,
+        "TELEAI_RESULT_BACKEND": f"{base}/6",
+        "TELEAI_STORAGE_DIR": str(storage_dir),
+        "TELEAI_LOG_LEVEL": "INFO",
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+    })
+    return env
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    pg_admin: PgAdmin, template_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """One database clone and one worker (2 processes, all queues) for the module."""
+    name = pg_admin.new_name("e2e")
+    database_url = pg_admin.create(name, template=template_database)
+    root = tmp_path_factory.mktemp("pipeline")
+    env = pipeline_env(database_url, redis_url, root / "storage")
+    log_dir = root / "logs"
+    log_dir.mkdir()
+    workers = [start_worker(env, log_dir / "worker.log")]
+    try:
+        yield Pipeline(database_url, env, root / "storage", workers, log_dir)
+    finally:
+        for proc in workers:
+            stop_worker(proc)
+        redis.Redis.from_url(redis_url).flushdb()
+        pg_admin.drop(name)

@@ -1,0 +1,40 @@
+"""The Celery application: Redis broker, JSON only, three queues, deliberate delivery settings.
+
+``celery -A workers.app worker -Q transcribe`` (or ``teleai worker``) starts a worker. Settings
+are read when Celery first configures the app (``workers.celeryconfig``), not at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+
+app = Celery("teleai", include=["workers.tasks"])
+app.config_from_object("workers.celeryconfig")
+
+
+@worker_process_init.connect
+def _fresh_pool_in_child(**_: Any) -> None:
+    """A forked pool child must not reuse the parent's database connections."""
+    from db.engine import reset_after_fork
+
+    reset_after_fork()
+
+
+@worker_process_shutdown.connect
+def _close_pool(**_: Any) -> None:
+    from db.engine import dispose_all
+
+    dispose_all()
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    """Use our structured logging instead of Celery's default root-logger setup."""
+    from pipeline.logs import configure_logging
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)

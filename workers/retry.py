@@ -1,0 +1,41 @@
+"""The one retry policy: transient errors back off and retry, permanent ones never do.
+
+Bounded by ``TELEAI_MAX_ATTEMPTS`` here and, independently, by the attempt count on the row
+(``pipeline.jobs.claim``), which also covers deliveries whose worker died mid-task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from pipeline.errors import PermanentError, TransientError
+from pipeline.settings import get_settings
+
+
+class PipelineTask(Task[Any, Any]):
+    """Base task: retries :class:`TransientError` with exponential backoff and jitter."""
+
+    autoretry_for = (TransientError,)
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    acks_late = True
+    reject_on_worker_lost = True
+
+    @property
+    def max_retries(self) -> int:  # type: ignore[override]
+        return get_settings().max_attempts
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import structlog
+
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id, args=args)
+        try:
+            return super().__call__(*args, **kwargs)
+        except PermanentError as error:
+            # The row is already marked failed with this message; nothing to retry or re-raise.
+            structlog.get_logger(__name__).info("task_failed_permanently", error=error.message)
+            return {"failed": error.message}

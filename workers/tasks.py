@@ -1,0 +1,105 @@
+"""Thin Celery tasks: unpack ids, call one function in ``pipeline/``, enqueue the next step.
+
+The next step is enqueued only after the stage's transaction committed (the runner returns
+after commit), so a worker never sees a message for a row state that does not exist yet.
+Retry policy lives in :mod:`workers.retry`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import structlog
+
+from db.engine import get_engine, unit_of_work
+from db.models import Stage
+from pipeline import runner
+from pipeline.settings import get_settings
+from workers.app import app
+from workers.retry import PipelineTask
+
+log = structlog.get_logger(__name__)
+
+
+def _uow() -> runner.UnitOfWork:
+    engine = get_engine(get_settings().sqlalchemy_url())
+    return lambda: unit_of_work(engine)
+
+
+@app.task(base=PipelineTask, name="teleai.ingest")
+def ingest(file_id: str) -> dict[str, Any]:
+    moved_on = runner.run_ingest(_uow(), uuid.UUID(file_id), get_settings())
+    if moved_on:
+        transcribe.delay(file_id)
+    return {"file_id": file_id, "next": "transcribe" if moved_on else None}
+
+
+@app.task(base=PipelineTask, name="teleai.transcribe")
+def transcribe(file_id: str) -> dict[str, Any]:
+    version_id = runner.run_transcribe(_uow(), uuid.UUID(file_id), get_settings())
+    if version_id is not None:
+        analyze.delay(str(version_id))
+    return {"file_id": file_id, "transcription_id": str(version_id) if version_id else None}
+
+
+@app.task(base=PipelineTask, name="teleai.analyze")
+def analyze(transcription_id: str) -> dict[str, Any]:
+    done = runner.run_analyze(_uow(), uuid.UUID(transcription_id), get_settings())
+    return {"transcription_id": transcription_id, "completed": done}
+
+
+@app.task(base=PipelineTask, name="teleai.retranscribe")
+def retranscribe(file_id: str, engine: str | None = None, model: str | None = None) -> bool:
+    """Add a new transcription version of a finished file (and new analyses of it)."""
+    with _uow()() as session:
+        queued = runner.request_retranscription(
+            session, uuid.UUID(file_id), engine=engine, model=model
+        )
+    if queued:
+        transcribe.delay(file_id)
+    return queued
+
+
+STAGE_TASKS = {Stage.INGEST: ingest, Stage.TRANSCRIBE: transcribe}
+
+
+@app.task(name="teleai.reap")
+def reap() -> int:
+    """Re-enqueue rows that lost their worker or their message (see ``pipeline.jobs``)."""
+    orphans = runner.reap(_uow(), get_settings())
+    for orphan in orphans:
+        enqueue_stage(orphan.file_id, orphan.stage)
+    if orphans:
+        log.warning("reaped_orphans", count=len(orphans))
+    return len(orphans)
+
+
+def enqueue_stage(file_id: uuid.UUID, stage: Stage) -> None:
+    """Send the message that runs ``stage`` of a file (analyze needs the latest version)."""
+    if stage is Stage.ANALYZE:
+        from db.transcripts import latest_transcription
+
+        with _uow()() as session:
+            version = latest_transcription(session, file_id)
+        if version is not None:
+            analyze.delay(str(version.id))
+        return
+    STAGE_TASKS[stage].delay(str(file_id))
+
+
+@app.task(name="teleai.refresh_analytics")
+def refresh_analytics() -> None:
+    from db.monitoring import refresh_analytics as refresh
+
+    with _uow()() as session:
+        refresh(session)
+
+
+@app.task(name="teleai.expire_sessions")
+def expire_sessions() -> int:
+    from db.auth_sessions import delete_expired_sessions
+
+    with _uow()() as session:
+        return delete_expired_sessions(session, older_than=dt.timedelta(days=7))
