@@ -17,7 +17,7 @@ Delivery semantics, chosen on purpose (the database row is the source of truth; 
 
 from __future__ import annotations
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from pipeline.settings import get_settings
 
@@ -36,8 +36,11 @@ task_ignore_result = True  # outcomes live in PostgreSQL; Redis only carries mes
 result_expires = 3600
 
 QUEUES = ("ingest", "transcribe", "analyze")
-task_queues = tuple(Queue(name) for name in QUEUES)
+# One direct exchange per queue, routing key = queue name: `-Q transcribe` gets only those.
+task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES)
 task_default_queue = "ingest"
+task_default_exchange = "ingest"
+task_default_routing_key = "ingest"
 task_routes = {
     "teleai.ingest": {"queue": "ingest"},
     "teleai.transcribe": {"queue": "transcribe"},

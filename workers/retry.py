@@ -6,7 +6,7 @@ Bounded by ``TELEAI_MAX_ATTEMPTS`` here and, independently, by the attempt count
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
@@ -14,7 +14,13 @@ from pipeline.errors import PermanentError, TransientError
 from pipeline.settings import get_settings
 
 
-class PipelineTask(Task[Any, Any]):
+if TYPE_CHECKING:
+    _BaseTask = Task[Any, Any]  # celery-types makes Task generic; the runtime class is not
+else:
+    _BaseTask = Task
+
+
+class PipelineTask(_BaseTask):
     """Base task: retries :class:`TransientError` with exponential backoff and jitter."""
 
     autoretry_for = (TransientError,)
