@@ -159,6 +159,44 @@ def expand_paths(items: Iterable[str]) -> Iterator[Path]:
                     yield path
 
 
+def submit_paths(paths: list[str], *, user: str | None, force: bool) -> list[dict[str, Any]]:
+    """Record each file (copied into managed storage) and enqueue it after the commit."""
+    from db.users import get_or_create_operator
+    from pipeline.errors import PipelineError
+    from pipeline.runner import submit_file
+    from workers.tasks import ingest as ingest_task
+
+    settings = get_settings()
+    uow = _uow()
+    try:
+        with uow() as session:
+            owner_id = get_or_create_operator(session, user).id
+    except LookupError as error:
+        _die(str(error).strip("'\""))
+    rows: list[dict[str, Any]] = []
+    for path in expand_paths(paths):
+        row: dict[str, Any] = {"id": None, "file_name": path.name, "error_message": None}
+        rows.append(row)
+        try:
+            if path.is_symlink() or not path.is_file():
+                raise FileNotFoundError(f"{path}: not a regular file")
+            with uow() as session:
+                submitted = submit_file(
+                    session, path, user_id=owner_id, settings=settings, force=force
+                )
+        except (PipelineError, OSError) as error:
+            message = error.message if isinstance(error, PipelineError) else str(error)
+            row.update(status="rejected", error_message=message)
+            continue
+        row["id"] = str(submitted.file_id)
+        if submitted.duplicate_of is not None:
+            row["status"] = "duplicate"
+            continue
+        ingest_task.delay(row["id"])  # after commit: the row exists before the message
+        row["status"] = "pending"
+    return rows
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Files, folders or globs.")],
@@ -173,61 +211,15 @@ def ingest(
     timeout: Annotated[float, typer.Option(help="With --wait: give up after N seconds.")] = 0.0,
 ) -> None:
     """Enqueue audio files for ingest -> transcribe -> analyze."""
-    from db.users import get_or_create_operator
-    from pipeline.errors import PipelineError
-    from pipeline.runner import submit_file
-    from workers.tasks import ingest as ingest_task
-
     _check_services()
-    settings = get_settings()
-    uow = _uow()
-    try:
-        with uow() as session:
-            owner = get_or_create_operator(session, user)
-            owner_id = owner.id
-    except LookupError as error:
-        _die(str(error).strip("'\""))
-    rows: list[dict[str, Any]] = []
-    for path in expand_paths(paths):
-        try:
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            with uow() as session:
-                submitted = submit_file(
-                    session, path, user_id=owner_id, settings=settings, force=force
-                )
-        except (PipelineError, OSError) as error:
-            message = error.message if isinstance(error, PipelineError) else str(error)
-            rows.append(
-                {"id": None, "file_name": path.name, "status": "rejected", "error_message": message}
-            )
-            continue
-        if submitted.duplicate_of is not None:
-            rows.append(
-                {
-                    "id": str(submitted.file_id),
-                    "file_name": path.name,
-                    "status": "duplicate",
-                    "error_message": None,
-                }
-            )
-            continue
-        ingest_task.delay(str(submitted.file_id))  # after commit: the row exists
-        rows.append(
-            {
-                "id": str(submitted.file_id),
-                "file_name": path.name,
-                "status": "pending",
-                "error_message": None,
-            }
-        )
+    rows = submit_paths(paths, user=user, force=force)
     if not rows:
         _die("no audio files found in the given paths")
     if wait:
-        ids = [r["id"] for r in rows if r["id"] and r["status"] == "pending"]
-        final = _wait_for(ids, timeout=timeout, live=not as_json)
+        ids = [r["id"] for r in rows if r["status"] == "pending"]
+        final = wait_for(ids, timeout=timeout, live=not as_json)
         for row in rows:
-            if row["id"] in final:
+            if row["id"] in final and row["status"] == "pending":
                 row.update(final[row["id"]])
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -243,7 +235,7 @@ def ingest(
         raise typer.Exit(EXIT_FILE_FAILED)
 
 
-def _wait_for(ids: list[str], *, timeout: float, live: bool) -> dict[str, dict[str, Any]]:
+def wait_for(ids: list[str], *, timeout: float, live: bool) -> dict[str, dict[str, Any]]:
     """Poll the rows until each is terminal (or the timeout passes), showing progress."""
     from rich.live import Live
 
@@ -373,10 +365,19 @@ def show(
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    table = Table(show_header=False, box=None)
+    print_report(report)
+
+
+def print_report(report: dict[str, Any] | str) -> None:
+    """Human-readable view of :func:`file_report` (or of the file with that id)."""
+    if isinstance(report, str):
+        found = file_report(_parse_id(report))
+        if found is None:
+            _die(f"no audio file {report}")
+        report = found
+    table = Table(show_header=False, box=None, title=f"[bold]{report['file_name']}")
     for key in (
         "id",
-        "file_name",
         "status",
         "stage",
         "error_message",
@@ -388,18 +389,47 @@ def show(
         "bitrate",
     ):
         table.add_row(f"[bold]{key}", str(report.get(key)))
+    timings = report["stage_seconds"]
+    table.add_row("[bold]stage seconds", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     out.print(table)
-    out.print({"stage_seconds": report["stage_seconds"]})
     if report["transcription"]:
         t = report["transcription"]
         out.print(
-            f"[bold]transcript v{t['version']}[/] ({t['language_code']}, "
-            f"confidence {t['confidence_score']}, {t['engine']} {t['model']}):"
+            f"[bold]transcript v{t['version']}[/] ({t['language_code']}, confidence "
+            f"{t['confidence_score']}, {t['engine']} {t['engine_version']}, model {t['model']}):"
         )
-        out.print(t["text"])
+        out.print(f"  {t['text']}", highlight=False)
     for analysis in report["analyses"]:
         out.print(f"[bold]{analysis['analysis_type']}[/] ({analysis['model_name']}):")
-        out.print(analysis["result"])
+        out.print(_analysis_line(analysis["analysis_type"], analysis["result"]), highlight=False)
+
+
+def _analysis_line(kind: str, result: dict[str, Any]) -> str:
+    if kind == "sentiment":
+        overall = result["overall"]
+        count = len(result["segments"])
+        return f"  {overall['label']} ({overall['score']:+.2f}) over {count} segments"
+    if kind == "summary":
+        return f"  {result['summary']}"
+    if kind == "keywords":
+        return "  " + ", ".join(k["keyword"] for k in result["keywords"])
+    if kind == "entities":
+        return "  " + ", ".join(f"{e['text']} ({e['label']})" for e in result["entities"])
+    return f"  {json.dumps(result)[:200]}"
+
+
+def print_queue_stats() -> None:
+    """The spec's processing-queue query as a table."""
+    from db.monitoring import processing_queue
+
+    with _uow()() as session:
+        rows = processing_queue(session)
+    table = Table("status", "count", "avg wait (s)", title="processing queue")
+    for row in rows:
+        table.add_row(row.status, str(row.count), f"{row.avg_wait_seconds:.1f}")
+    if not rows:
+        table.caption = "nothing pending or processing"
+    out.print(table)
 
 
 @app.command()
@@ -423,6 +453,32 @@ def retranscribe(
         _die(f"file {file_id} is still being processed; try again when it is finished")
     transcribe.delay(str(parsed))
     out.print(f"queued re-transcription of {file_id}")
+
+
+@app.command()
+def demo() -> None:
+    """Set up the database, start a worker, process sample speech and show the results."""
+    from pipeline.demo import main as run_demo
+
+    run_demo()
+
+
+@models_app.command("convert")
+def models_convert(
+    model: Annotated[str, typer.Argument(help="'tiny.en', 'base' or a CTranslate2 model dir.")],
+    output: Annotated[Path | None, typer.Option(help="Checkpoint file to write.")] = None,
+) -> None:
+    """Convert a CTranslate2 Whisper model into an openai-whisper checkpoint (.pt)."""
+    from pipeline.transcription.convert import convert_ct2_to_openai, ensure_openai_checkpoint
+    from pipeline.transcription.model_files import resolve_ct2_model
+
+    settings = get_settings()
+    if output is None:
+        path = ensure_openai_checkpoint(model, settings.model_cache_dir, settings.hub_downloads)
+    else:
+        source, _origin = resolve_ct2_model(model, settings.model_cache_dir, settings.hub_downloads)
+        path = convert_ct2_to_openai(Path(source), output)
+    out.print(f"openai-whisper checkpoint: {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     keyword_top_n: int = Field(8, ge=1)
     summary_sentences: int = Field(3, ge=1)
 
+    preload_models: bool = Field(
+        True, description="Load a worker process's models at start, not on its first task."
+    )
+
     # --- reliability ----------------------------------------------------------------------
     max_attempts: int = Field(3, ge=1, description="Deliveries of one stage before 'failed'.")
     lease_seconds: int = Field(

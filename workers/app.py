@@ -19,8 +19,13 @@ app.config_from_object("workers.celeryconfig")
 def _fresh_pool_in_child(**_: Any) -> None:
     """A forked pool child must not reuse the parent's database connections."""
     from db.engine import reset_after_fork
+    from pipeline.settings import get_settings
+    from pipeline.warmup import warm_up
 
     reset_after_fork()
+    settings = get_settings()
+    if settings.preload_models:
+        warm_up(set(app.amqp.queues.consume_from or app.amqp.queues), settings)
 
 
 @worker_process_shutdown.connect

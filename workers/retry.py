@@ -13,7 +13,6 @@ from celery import Task
 from pipeline.errors import PermanentError, TransientError
 from pipeline.settings import get_settings
 
-
 if TYPE_CHECKING:
     _BaseTask = Task[Any, Any]  # celery-types makes Task generic; the runtime class is not
 else:

@@ -1,0 +1,167 @@
+"""The main job in one command (`make demo`): database, workers, sample audio, results, shutdown.
+
+It creates the database when missing, applies migrations, prints a schema summary, starts a
+real Celery worker, speaks a few sentences with espeak-ng (or uses the sample the project
+ships), ingests them with live progress, prints transcripts, analyses and the queue stats, and
+stops the worker cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import make_url
+
+from db.engine import libpq_url
+from pipeline.settings import Settings, get_settings
+
+console = Console()
+
+SENTENCES = {
+    "complaint": (
+        "I am very angry about the terrible service. The delivery was late again and nobody "
+        "answered my emails. We will meet your manager in Berlin on Friday. I want a full refund."
+    ),
+    "praise": (
+        "Thank you for the wonderful support last week. The new dashboard is fast and easy to "
+        "use, and our team in Paris loves it. Let us schedule the next review for Monday."
+    ),
+}
+SAMPLE = Path(__file__).parent / "samples" / "welcome.ogg"
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in ``url`` if it does not exist (needs CREATEDB)."""
+    target = make_url(url)
+    if not target.database:
+        raise SystemExit("TELEAI_DATABASE_URL names no database")
+    admin = libpq_url(target.set(database="postgres").render_as_string(hide_password=False))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
+        ).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database)))
+            console.print(f"created database [bold]{target.database}[/]")
+
+
+def schema_summary(url: str) -> Table:
+    """Tables with row counts and sizes, plus views and index counts."""
+    table = Table("object", "kind", "rows", "size", title="schema")
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' "
+            "WHEN 'm' THEN 'materialized view' END, c.reltuples::bigint, "
+            "pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm') ORDER BY 2, 1"
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"
+        ).fetchone()
+    for name, kind, estimate, size in rows:
+        table.add_row(name, kind, "-" if estimate < 0 else str(estimate), size)
+    table.caption = f"{indexes[0] if indexes else 0} indexes"
+    return table
+
+
+def make_samples(directory: Path) -> list[Path]:
+    """Speak the demo sentences into MP3 and WAV, or fall back to the shipped sample."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if not (shutil.which("espeak-ng") and shutil.which("ffmpeg")):
+        console.print("espeak-ng/ffmpeg not found: using the sample shipped with the project")
+        return [SAMPLE]
+    paths = []
+    for (name, text), fmt in zip(SENTENCES.items(), ("mp3", "ogg"), strict=True):
+        wav = directory / f"{name}.wav"
+        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+        out = directory / f"{name}.{fmt}"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), str(out)],
+            check=True,
+        )
+        paths.append(out)
+    return paths
+
+
+def start_worker(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
+    """A real Celery worker on all three queues, returned once it is ready."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log = log_file.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            "ingest,transcribe,analyze",
+            "--concurrency=2",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the worker exited at start; see {log_file}")
+        if "ready." in log_file.read_text(errors="replace"):
+            return proc
+        time.sleep(0.3)
+    stop_worker(proc)
+    raise SystemExit(f"the worker did not start in 120 s; see {log_file}")
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main() -> None:
+    from pipeline import cli
+
+    settings = get_settings()
+    url = settings.sqlalchemy_url()
+    work = Path(os.environ.get("TELEAI_DEMO_DIR", "var/demo"))
+    ensure_database(url)
+    cli.db_upgrade(target=None)
+    console.print(schema_summary(url))
+    samples = make_samples(work / "audio")
+    console.print(f"starting a worker (log: {work / 'worker.log'})")
+    worker = start_worker(settings, work / "worker.log")
+    try:
+        rows = cli.submit_paths([str(p) for p in samples], user=None, force=True)
+        ids = [row["id"] for row in rows if row["id"]]
+        cli.wait_for(ids, timeout=600, live=True)
+        for file_id in ids:
+            cli.print_report(file_id)
+        cli.print_queue_stats()
+    finally:
+        console.print("stopping the worker")
+        stop_worker(worker)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""faster-whisper (CTranslate2) engine: the default, fastest on CPU with int8 compute."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from pipeline.transcription.base import SAMPLE_RATE, Audio, check_audio
+from pipeline.transcription.model_files import resolve_ct2_model
+from pipeline.transcription.records import (
+    Segment,
+    Transcript,
+    Word,
+    join_segment_text,
+    transcript_confidence,
+)
+
+log = logging.getLogger(__name__)
+
+ENGINE = "faster-whisper"
+
+# Decoding choices that keep silence and noise from turning into invented text: no prompt from
+# the previous window (a hallucination cannot feed itself), Whisper's own non-speech gate, and
+# (optionally) Silero VAD so non-speech never reaches the decoder at all.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
+CONDITION_ON_PREVIOUS_TEXT = False
+
+
+def words_from(raw_words: Any) -> tuple[Word, ...]:
+    return tuple(
+        Word(
+            start=float(w.start),
+            end=float(w.end),
+            word=str(w.word),
+            probability=float(w.probability),
+        )
+        for w in raw_words or ()
+    )
+
+
+class FasterWhisperTranscriber:
+    """One loaded CTranslate2 Whisper model; ``transcribe`` is safe to call repeatedly."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        cache_dir: Path,
+        hub_downloads: bool = False,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        beam_size: int = 1,
+        vad_filter: bool = True,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        path, origin = resolve_ct2_model(model, cache_dir, hub_downloads)
+        self.model_name = model
+        self.beam_size = beam_size
+        self.vad_filter = vad_filter
+        self._parameters: dict[str, object] = {
+            "device": device,
+            "compute_type": compute_type,
+            "cpu_threads": cpu_threads,
+            "beam_size": beam_size,
+            "vad_filter": vad_filter,
+            "word_timestamps": True,
+            "condition_on_previous_text": CONDITION_ON_PREVIOUS_TEXT,
+            "no_speech_threshold": NO_SPEECH_THRESHOLD,
+            "log_prob_threshold": LOG_PROB_THRESHOLD,
+            "model_source": origin,
+        }
+        self._model = WhisperModel(
+            str(path),
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            local_files_only=not hub_downloads,
+            download_root=str(cache_dir / "hub") if isinstance(path, str) else None,
+        )
+        self.multilingual = bool(self._model.model.is_multilingual)
+        log.info(
+            "faster-whisper loaded %r (%s, %s, multilingual=%s)",
+            model,
+            device,
+            compute_type,
+            self.multilingual,
+        )
+
+    def transcribe(self, audio: Audio, *, language: str | None) -> Transcript:
+        samples = check_audio(audio)
+        forced = language if self.multilingual else "en"
+        raw_segments, info = self._model.transcribe(
+            samples,
+            language=forced,
+            beam_size=self.beam_size,
+            word_timestamps=True,
+            vad_filter=self.vad_filter,
+            condition_on_previous_text=CONDITION_ON_PREVIOUS_TEXT,
+            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            log_prob_threshold=LOG_PROB_THRESHOLD,
+        )
+        # The generator does the decoding; consume it here so callers get finished records.
+        segments = tuple(
+            Segment(
+                id=index,
+                start=float(raw.start),
+                end=float(raw.end),
+                text=raw.text.strip(),
+                avg_logprob=float(raw.avg_logprob),
+                no_speech_prob=float(raw.no_speech_prob),
+                words=words_from(raw.words),
+            )
+            for index, raw in enumerate(s for s in raw_segments if s.text.strip())
+        )
+        return Transcript(
+            text=join_segment_text(segments),
+            language=str(info.language),
+            language_probability=None if forced else float(info.language_probability),
+            duration=len(samples) / SAMPLE_RATE,
+            segments=segments,
+            engine=ENGINE,
+            engine_version=version("faster-whisper"),
+            model_name=self.model_name,
+            confidence=transcript_confidence(segments),
+            parameters={**self._parameters, "language_requested": language},
+        )
