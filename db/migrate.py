@@ -75,12 +75,14 @@ def applied(conn: psycopg.Connection) -> dict[str, str]:
     return {version: checksum for version, checksum in rows}
 
 
-def upgrade(database_url: str, target: str | None = None) -> list[str]:
+def upgrade(
+    database_url: str, target: str | None = None, directory: Path = MIGRATIONS_DIR
+) -> list[str]:
     """Apply pending migrations up to ``target`` (all by default); returns the versions applied."""
     done: list[str] = []
     with _locked_connection(database_url) as conn:
         recorded = applied(conn)
-        for migration in discover():
+        for migration in discover(directory):
             if target is not None and migration.version > target:
                 break
             if migration.version in recorded:
@@ -100,12 +102,14 @@ def upgrade(database_url: str, target: str | None = None) -> list[str]:
     return done
 
 
-def downgrade(database_url: str, target: str = "000") -> list[str]:
+def downgrade(
+    database_url: str, target: str = "000", directory: Path = MIGRATIONS_DIR
+) -> list[str]:
     """Roll back applied migrations newer than ``target`` (all by default), newest first."""
     done: list[str] = []
     with _locked_connection(database_url) as conn:
         recorded = applied(conn)
-        for migration in reversed(discover()):
+        for migration in reversed(discover(directory)):
             if migration.version <= target or migration.version not in recorded:
                 continue
             if migration.down is None:
@@ -121,11 +125,36 @@ def downgrade(database_url: str, target: str = "000") -> list[str]:
     return done
 
 
-def status(database_url: str) -> list[tuple[str, str, bool]]:
+def status(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[tuple[str, str, bool]]:
     """(version, name, applied?) for every known migration."""
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        # Read-only: no bookkeeping table is created outside the migration lock.
+        exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+        recorded: set[str] = set()
+        if exists and exists[0] is not None:
+            rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
+            recorded = {version for (version,) in rows}
+    return [(m.version, m.name, m.version in recorded) for m in discover(directory)]
+
+
+def stamp(database_url: str, version: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Record migrations up to ``version`` as applied without running them.
+
+    For a database migrated by hand with ``psql -f …_up.sql`` (the spec's guide): the runner
+    would otherwise try to create what already exists.
+    """
+    done: list[str] = []
+    with _locked_connection(database_url) as conn:
         recorded = applied(conn)
-    return [(m.version, m.name, m.version in recorded) for m in discover()]
+        for migration in discover(directory):
+            if migration.version > version or migration.version in recorded:
+                continue
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+            done.append(migration.version)
+    return done
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """SQLAlchemy 2.0 typed models mirroring ``db/migrations`` (the SQL files are the source of truth).
 
-``tests/test_schema_drift.py`` fails when these and the migrated schema disagree, so a change to
+``tests/db/test_schema_drift.py`` fails when these and the migrated schema disagree, so a change to
 one without the other cannot land. Enum-like columns are plain strings checked in the database;
 the Python enums below name the allowed values and say what each means.
 """
@@ -231,9 +231,7 @@ class Transcription(Base):
         UniqueConstraint("audio_file_id", "version"),
         CheckConstraint("version >= 1", name="version_positive"),
         CheckConstraint("confidence_score BETWEEN 0 AND 1", name="confidence_range"),
-        CheckConstraint(
-            "language_code ~ '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$'", name="language_code"
-        ),
+        CheckConstraint("language_code ~ '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$'", name="language_code"),
         CheckConstraint("word_count >= 0", name="word_count_nonnegative"),
         CheckConstraint("processing_time_seconds >= 0", name="processing_time_nonnegative"),
         CheckConstraint("jsonb_typeof(segments) = 'array'", name="segments_array"),

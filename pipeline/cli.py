@@ -94,6 +94,18 @@ def db_downgrade(
     out.print(f"rolled back: {', '.join(rolled)}" if rolled else "nothing to roll back")
 
 
+@db_app.command("stamp")
+def db_stamp(
+    version: Annotated[str, typer.Argument(help="Mark migrations up to VERSION as applied.")],
+) -> None:
+    """Record migrations applied by hand with psql (runs no SQL)."""
+    from db import migrate
+
+    _check_services()
+    stamped = migrate.stamp(_db_url(), version)
+    out.print(f"stamped: {', '.join(stamped)}" if stamped else "nothing to stamp")
+
+
 @db_app.command("status")
 def db_status() -> None:
     """List known migrations and whether each is applied."""

@@ -1,0 +1,143 @@
+"""Login sessions: opaque bearer tokens of which only a SHA-256 hash is stored.
+
+The raw token is 256 random bits, handed to the client once. Looking a token up by the hash of
+what the client sent means a database dump or a timing side channel reveals nothing usable: the
+comparison is over a hash the attacker cannot steer towards a valid token. All times come from
+the database clock (``now()``), so application hosts with skewed clocks agree on expiry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import secrets
+import uuid
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db import models
+
+TOKEN_BYTES = 32
+# Longer user agents are cut: the column is for display, not for fingerprinting.
+MAX_USER_AGENT_CHARS = 1024
+
+
+def database_now(session: Session) -> dt.datetime:
+    """The transaction's ``now()``: the clock every expiry check here compares against.
+
+    Assigning this concrete value (rather than ``func.now()``) leaves ORM attributes loaded, so
+    they can still be read after the caller's session has closed.
+    """
+    value = session.scalar(select(func.now()))
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"now() returned {value!r}")
+    return value
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token: lower-case hex SHA-256 of its UTF-8 bytes."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create_session(
+    session: Session,
+    user_id: uuid.UUID,
+    *,
+    ip_address: str | None,
+    user_agent: str | None,
+    ttl: dt.timedelta,
+) -> tuple[models.Session, str]:
+    """A new session valid for ``ttl`` and its raw token (returned only here, never stored)."""
+    if ttl <= dt.timedelta(0):
+        raise ValueError(f"session ttl must be positive, got {ttl}")
+    if ip_address is not None:
+        ip_address = str(ipaddress.ip_address(ip_address))
+    if user_agent is not None:
+        user_agent = user_agent.replace("\x00", "")[:MAX_USER_AGENT_CHARS]
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    row = models.Session(
+        user_id=user_id,
+        token_hash=token_hash(token),
+        ip_address=ip_address,
+        user_agent=user_agent,
+        expires_at=database_now(session) + ttl,
+    )
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def verify_session(
+    session: Session, token: str, *, idle_timeout: dt.timedelta | None = None
+) -> models.Session | None:
+    """The live session for ``token``, else None; a hit counts as activity.
+
+    Live means: not revoked, not expired, used within ``idle_timeout`` (when given), and owned
+    by an active, not soft-deleted user.
+    """
+    stmt = (
+        select(models.Session)
+        .join(models.User, models.User.id == models.Session.user_id)
+        .where(
+            models.Session.token_hash == token_hash(token),
+            models.Session.is_revoked.is_(False),
+            models.Session.expires_at > func.now(),
+            models.User.is_active,
+            models.User.deleted_at.is_(None),
+        )
+    )
+    if idle_timeout is not None:
+        stmt = stmt.where(models.Session.last_accessed_at > func.now() - idle_timeout)
+    row = session.scalars(stmt).one_or_none()
+    if row is None:
+        return None
+    now = database_now(session)
+    row.last_accessed_at = now
+    session.execute(
+        update(models.User).where(models.User.id == row.user_id).values(last_activity_at=now)
+    )
+    session.flush()
+    return row
+
+
+def revoke_session(session: Session, session_id: uuid.UUID) -> bool:
+    """Revoke one session; False when it does not exist or was already revoked."""
+    stmt = (
+        update(models.Session)
+        .where(models.Session.id == session_id, models.Session.is_revoked.is_(False))
+        .values(is_revoked=True, revoked_at=database_now(session))
+        .returning(models.Session.id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> int:
+    """Revoke every live session of a user (logout everywhere); returns how many."""
+    stmt = (
+        update(models.Session)
+        .where(models.Session.user_id == user_id, models.Session.is_revoked.is_(False))
+        .values(is_revoked=True, revoked_at=database_now(session))
+        .returning(models.Session.id)
+    )
+    return len(session.execute(stmt).all())
+
+
+def delete_expired_sessions(session: Session, *, older_than: dt.timedelta) -> int:
+    """Delete sessions that expired, or were revoked, more than ``older_than`` ago.
+
+    The grace period keeps recent dead sessions around for audit ("why was I logged out?").
+    """
+    cutoff = database_now(session) - older_than
+    stmt = (
+        delete(models.Session)
+        .where(
+            or_(
+                models.Session.expires_at < cutoff,
+                models.Session.revoked_at < cutoff,
+            )
+        )
+        .returning(models.Session.id)
+    )
+    return len(session.execute(stmt).all())
