@@ -140,13 +140,14 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> None:
-    from pipeline import cli
+    from pipeline.cli import files as cli
+    from pipeline.cli import ops
 
     settings = get_settings()
     url = settings.sqlalchemy_url()
     work = Path(os.environ.get("TELEAI_DEMO_DIR", "var/demo"))
     ensure_database(url)
-    cli.db_upgrade(target=None)
+    ops.db_upgrade(target=None)
     console.print(schema_summary(url))
     samples = make_samples(work / "audio")
     console.print(f"starting a worker (log: {work / 'worker.log'})")

@@ -1,0 +1,45 @@
+"""Plain values that go into and come out of the text analyses.
+
+Kept free of ORM and model types so the analyses can be tested, and run by workers, on plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AnalysisType = Literal["sentiment", "summary", "keywords", "entities"]
+ANALYSIS_TYPES: tuple[AnalysisType, ...] = ("sentiment", "summary", "keywords", "entities")
+
+
+@dataclass(frozen=True)
+class SegmentText:
+    """One timed piece of a transcript, as the transcriber produced it (seconds from the start)."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """A transcript to analyse: its full text plus the timed segments it was built from."""
+
+    text: str
+    segments: tuple[SegmentText, ...] = ()
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """One analysis outcome, ready to store: ``result`` is JSON-serialisable.
+
+    ``seconds`` is the wall time of the analysis, including a model's first (lazy) load in this
+    process, so stage timings in the database show the real cost of a cold worker.
+    """
+
+    analysis_type: AnalysisType
+    result: dict[str, Any]
+    model_name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0

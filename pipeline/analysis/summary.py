@@ -1,0 +1,98 @@
+"""Extractive summary: the transcript's most central sentences, in their original order.
+
+Extractive on purpose: every summary sentence is a sentence that was said, so the summary cannot
+invent facts (abstractive models can, and transformers 5 dropped the summarization pipeline).
+Each sentence is embedded with the MiniLM sentence-transformer (long sentences in chunks, never
+truncated; embeddings shared with the keywords); the document vector is the word-weighted mean of
+all sentence embeddings, and the sentences closest to it by cosine similarity are kept (a repeated
+sentence only once). Every sentence of the text is a candidate, however long the transcript.
+
+Result shape (``AnalysisResult.result``)::
+
+    {
+      "summary": "First chosen sentence. Second chosen sentence.",
+      "sentences": [{"index": 4, "text": "First chosen sentence.", "score": 0.71}, ...],
+      "sentence_count": 120,
+      "ratio": 0.05
+    }
+
+``index`` is the sentence's position among the ``sentence_count`` sentences of the text,
+``score`` its cosine similarity to the document vector (``null`` when the text has no more
+sentences than asked for, so nothing was ranked), ``ratio`` the summary's share of the text's
+words. Blank text gives ``{"summary": "", "sentences": [], "sentence_count": 0, "ratio": 0.0}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.analysis.chunking import Span, split_sentences, word_count
+from pipeline.analysis.embedding import Matrix, sentence_embeddings
+from pipeline.analysis.records import AnalysisInput, AnalysisResult
+from pipeline.settings import Settings
+
+
+def centrality(vectors: Matrix, document: Matrix) -> list[float]:
+    """Cosine similarity of each unit-length row to the unit-length document vector."""
+    return [float(x) for x in vectors @ document[0]]
+
+
+def pick_central(scores: list[float], count: int, keys: list[str] | None = None) -> list[int]:
+    """Indices of the ``count`` highest scores in text order; an earlier sentence wins a tie, and
+    a sentence whose ``key`` was already picked is skipped (transcripts repeat themselves)."""
+    ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    chosen: list[int] = []
+    seen: set[str] = set()
+    for i in ranked:
+        key = keys[i] if keys is not None else str(i)
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(i)
+        if len(chosen) == count:
+            break
+    return sorted(chosen)
+
+
+def _result(
+    text: str, sentences: list[Span], chosen: list[int], scores: list[float] | None
+) -> dict[str, Any]:
+    picked = [
+        {
+            "index": i,
+            "text": sentences[i].text,
+            "score": None if scores is None else round(scores[i], 4),
+        }
+        for i in chosen
+    ]
+    summary = " ".join(sentences[i].text for i in chosen)
+    total = word_count(text)
+    return {
+        "summary": summary,
+        "sentences": picked,
+        "sentence_count": len(sentences),
+        "ratio": round(word_count(summary) / total, 4) if total else 0.0,
+    }
+
+
+def analyze_summary(inp: AnalysisInput, settings: Settings) -> AnalysisResult:
+    """The ``settings.summary_sentences`` most central sentences of ``inp.text``."""
+    sentences = split_sentences(inp.text)
+    wanted = settings.summary_sentences
+    if len(sentences) <= wanted:
+        result = _result(inp.text, sentences, list(range(len(sentences))), None)
+    else:
+        embedded = sentence_embeddings(settings.embedding_model, settings.hub_downloads, inp.text)
+        scores = centrality(embedded.vectors, embedded.document)
+        keys = [" ".join(s.text.casefold().split()) for s in sentences]
+        result = _result(inp.text, sentences, pick_central(scores, wanted, keys), scores)
+    return AnalysisResult(
+        analysis_type="summary",
+        result=result,
+        model_name=settings.embedding_model,
+        parameters={
+            "method": "cosine-to-document-vector",
+            "max_sentences": wanted,
+            "language": inp.language,
+        },
+    )

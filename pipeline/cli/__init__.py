@@ -1,0 +1,22 @@
+"""The ``teleai`` command: migrations, workers, ingest, inspection, operations.
+
+Errors print one clear line on stderr and exit with a documented code (README "Exit codes"):
+0 ok, 1 a file failed, 2 usage or input error, 3 a service (PostgreSQL/Redis) unavailable.
+Each sub-module registers its commands on :data:`pipeline.cli.common.app`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline.cli import files, ops  # noqa: F401  (modules register their commands)
+from pipeline.cli.common import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
