@@ -51,9 +51,10 @@ def claim(
 ) -> Claim | None:
     """Take ``stage`` of the file, or return None when another worker holds it or it is done.
 
-    Raises :class:`GaveUp` (after marking the row failed) when this would be attempt
-    ``max_attempts + 1``: a file that kills its worker every time ends ``failed``, not in an
-    endless redelivery loop.
+    When this would be attempt ``max_attempts + 1`` the row is marked failed with a
+    :class:`GaveUp` message instead (and None returned, committed with the caller's
+    transaction): a file that kills its worker every time ends ``failed``, not in an endless
+    redelivery loop.
     """
     row = session.execute(
         update(AudioFile)
@@ -82,7 +83,7 @@ def claim(
             "(the worker stopped or crashed each time)"
         )
         fail(session, file_id, stage, GaveUp(message))
-        raise GaveUp(message)
+        return None
     return Claim(file_id, stage, attempts, path, fmt, name)
 
 

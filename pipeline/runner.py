@@ -114,17 +114,14 @@ def _heartbeat(uow: UnitOfWork, claim: jobs.Claim, lease_seconds: int) -> Iterat
 def _claim(
     uow: UnitOfWork, file_id: uuid.UUID, stage: Stage, settings: Settings
 ) -> jobs.Claim | None:
-    try:
-        with uow() as session:
-            return jobs.claim(
-                session,
-                file_id,
-                stage,
-                lease_seconds=settings.lease_seconds,
-                max_attempts=settings.max_attempts,
-            )
-    except jobs.GaveUp:
-        return None
+    with uow() as session:
+        return jobs.claim(
+            session,
+            file_id,
+            stage,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
 
 
 def _on_error(

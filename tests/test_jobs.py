@@ -1,0 +1,199 @@
+"""The row state machine on real PostgreSQL: claims, leases, fencing, failure, reaping."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from db.engine import unit_of_work
+from db.files import record_upload
+from db.models import AudioFile, Stage
+from db.users import create_user
+from pipeline import jobs
+from pipeline.errors import CorruptAudio
+
+
+@pytest.fixture
+def file_id(engine: Engine) -> uuid.UUID:
+    with unit_of_work(engine) as session:
+        user = create_user(session, email="ops@example.com", username="ops", password="pw-123456")
+        row = record_upload(
+            session,
+            user_id=user.id,
+            file_name="call.mp3",
+            file_path="/storage/x.mp3",
+            file_size=10,
+            file_format="mp3",
+        )
+        return row.id
+
+
+def _row(engine: Engine, file_id: uuid.UUID) -> AudioFile:
+    with Session(engine) as session:
+        row = session.get(AudioFile, file_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def _claim(engine: Engine, file_id: uuid.UUID, stage: Stage, **kw: int) -> jobs.Claim | None:
+    with unit_of_work(engine) as session:
+        return jobs.claim(
+            session,
+            file_id,
+            stage,
+            lease_seconds=kw.get("lease", 60),
+            max_attempts=kw.get("max_attempts", 3),
+        )
+
+
+def test_claim_moves_pending_to_processing_once(engine: Engine, file_id: uuid.UUID) -> None:
+    first = _claim(engine, file_id, Stage.INGEST)
+    assert first is not None and first.token == 1
+    row = _row(engine, file_id)
+    assert (row.status, row.stage, row.attempts) == ("processing", "ingest", 1)
+    assert row.lease_expires_at is not None and row.processing_started_at is not None
+    # A second delivery while the lease is alive does nothing.
+    assert _claim(engine, file_id, Stage.INGEST) is None
+    # A message for another stage does nothing either.
+    assert _claim(engine, file_id, Stage.TRANSCRIBE) is None
+    assert _row(engine, file_id).attempts == 1
+
+
+def test_advance_hands_over_and_fences_old_claims(engine: Engine, file_id: uuid.UUID) -> None:
+    claim = _claim(engine, file_id, Stage.INGEST)
+    assert claim is not None
+    with unit_of_work(engine) as session:
+        assert jobs.advance(session, claim, Stage.TRANSCRIBE, timings={"probe": 0.25})
+    row = _row(engine, file_id)
+    assert (row.status, row.stage, row.attempts, row.lease_expires_at) == (
+        "processing",
+        "transcribe",
+        0,
+        None,
+    )
+    assert row.metadata_["stage_seconds"] == {"probe": 0.25}
+    # The finished ingest claim can no longer write anything.
+    with unit_of_work(engine) as session:
+        assert not jobs.advance(session, claim, Stage.ANALYZE, timings={})
+        assert not jobs.still_holds(session, claim)
+
+
+def test_expired_lease_is_taken_over_and_the_old_worker_is_fenced(
+    engine: Engine, file_id: uuid.UUID
+) -> None:
+    old = _claim(engine, file_id, Stage.INGEST)
+    assert old is not None
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audio_files SET lease_expires_at = now() - interval '1 s' WHERE id = :i"),
+            {"i": file_id},
+        )
+    new = _claim(engine, file_id, Stage.INGEST)
+    assert new is not None and new.token == 2
+    with unit_of_work(engine) as session:
+        assert not jobs.renew(session, old, lease_seconds=60)
+        assert not jobs.complete(session, old, timings={})
+        assert jobs.renew(session, new, lease_seconds=60)
+
+
+def test_too_many_attempts_fail_the_file_with_a_clear_message(
+    engine: Engine, file_id: uuid.UUID
+) -> None:
+    for attempt in (1, 2):
+        claim = _claim(engine, file_id, Stage.INGEST, max_attempts=2)
+        assert claim is not None and claim.token == attempt
+        with unit_of_work(engine) as session:
+            jobs.release(session, claim)  # as if its worker died and the lease ran out
+    assert _claim(engine, file_id, Stage.INGEST, max_attempts=2) is None
+    row = _row(engine, file_id)
+    assert row.status == "failed"
+    assert row.error_message == (
+        "ingest failed: gave up on the ingest stage after 2 attempts "
+        "(the worker stopped or crashed each time)"
+    )
+    assert row.error_details is not None and row.error_details["exception_type"] == "GaveUp"
+
+
+def test_fail_records_message_details_and_finish_time(engine: Engine, file_id: uuid.UUID) -> None:
+    claim = _claim(engine, file_id, Stage.INGEST)
+    assert claim is not None
+    with unit_of_work(engine) as session:
+        assert jobs.fail(
+            session, file_id, Stage.INGEST, CorruptAudio("moov atom not found"), token=claim.token
+        )
+    row = _row(engine, file_id)
+    assert row.status == "failed"
+    assert row.error_message == "ingest failed: moov atom not found"
+    assert row.error_details == {
+        "stage": "ingest",
+        "exception_type": "CorruptAudio",
+        "message": "moov atom not found",
+        "attempt": 1,
+    }
+    assert row.processing_completed_at is not None
+    # A failed file is not claimed again.
+    assert _claim(engine, file_id, Stage.INGEST) is None
+
+
+def test_complete_then_requeue_for_retranscription(engine: Engine, file_id: uuid.UUID) -> None:
+    claim = _claim(engine, file_id, Stage.INGEST)
+    assert claim is not None
+    with unit_of_work(engine) as session:
+        assert jobs.complete(session, claim, timings={"analyze": 1.0})
+        # Unfinished files cannot be requeued; finished ones can.
+    with unit_of_work(engine) as session:
+        assert jobs.requeue(session, file_id, Stage.TRANSCRIBE)
+    row = _row(engine, file_id)
+    assert (row.status, row.stage, row.attempts, row.processing_completed_at) == (
+        "processing",
+        "transcribe",
+        0,
+        None,
+    )
+    with unit_of_work(engine) as session:
+        assert not jobs.requeue(session, file_id, Stage.TRANSCRIBE)
+
+
+def test_reaper_finds_expired_and_stale_rows_once(engine: Engine, file_id: uuid.UUID) -> None:
+    claim = _claim(engine, file_id, Stage.INGEST)
+    assert claim is not None
+    with unit_of_work(engine) as session:
+        assert jobs.find_orphans(session, queued_grace_seconds=600) == []
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audio_files SET lease_expires_at = now() - interval '1 s' WHERE id = :i"),
+            {"i": file_id},
+        )
+    with unit_of_work(engine) as session:
+        assert jobs.find_orphans(session, queued_grace_seconds=600) == [
+            jobs.Orphan(file_id, Stage.INGEST)
+        ]
+    # The lease is cleared (queued again) and updated_at touched: not handed out twice in a row.
+    with unit_of_work(engine) as session:
+        assert jobs.find_orphans(session, queued_grace_seconds=600) == []
+    with unit_of_work(engine) as session:
+        assert jobs.find_orphans(session, queued_grace_seconds=0) == [
+            jobs.Orphan(file_id, Stage.INGEST)
+        ]
+
+
+def test_two_reapers_never_hand_out_the_same_row(engine: Engine, file_id: uuid.UUID) -> None:
+    with engine.begin() as conn:
+        # The updated_at trigger would undo a back-dated updated_at; switch triggers off here.
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(
+            text("UPDATE audio_files SET updated_at = now() - interval '1 hour' WHERE id = :i"),
+            {"i": file_id},
+        )
+    with unit_of_work(engine) as first:
+        got_first = jobs.find_orphans(first, queued_grace_seconds=60)
+        # While the first reaper's transaction is open, a second one skips the locked row.
+        with unit_of_work(engine) as second:
+            assert jobs.find_orphans(second, queued_grace_seconds=60) == []
+    assert got_first == [jobs.Orphan(file_id, Stage.INGEST)]
+    with Session(engine) as session:
+        assert session.scalar(select(AudioFile.status).where(AudioFile.id == file_id)) == "pending"
