@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import files, ops  # noqa: F401  (modules register their commands)
+from pipeline.cli import admin, files, inspect, metrics, ops, watch  # noqa: F401  (modules register their commands)
 from pipeline.cli.common import app
 
 __all__ = ["app", "main"]

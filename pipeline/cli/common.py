@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any, NoReturn
@@ -21,8 +22,10 @@ models_app = typer.Typer(help="Model files: resolve, assemble and convert.", no_
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (scripts, logs, CI) gets wide tables instead of wrapped 80-column ones.
+_PIPE_WIDTH = None if sys.stdout.isatty() else 200
+out = Console(width=_PIPE_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 EXIT_FILE_FAILED = 1
 EXIT_USAGE = 2

@@ -50,42 +50,54 @@ def expand_paths(items: Iterable[str]) -> Iterator[Path]:
                     yield path
 
 
-def submit_paths(paths: list[str], *, user: str | None, force: bool) -> list[dict[str, Any]]:
-    """Record each file (copied into managed storage) and enqueue it after the commit."""
+def resolve_owner(user: str | None) -> uuid.UUID:
+    """The id of the account files are submitted for (``None``: the local operator); exit 2
+    when the named user does not exist."""
     from db.users import get_or_create_operator
+
+    try:
+        with uow()() as session:
+            return get_or_create_operator(session, user).id
+    except LookupError as error:
+        die(str(error).strip("'\""))
+
+
+def submit_path(path: Path, *, owner_id: uuid.UUID, force: bool) -> dict[str, Any]:
+    """Record one file (copied into managed storage) and enqueue it after the commit.
+
+    Returns ``{"id", "file_name", "status", "error_message"}`` with status ``pending``,
+    ``duplicate`` (same bytes from the same owner: the earlier row's id) or ``rejected``
+    (not a regular file, unsupported extension, storage error). Service errors propagate.
+    """
     from pipeline.errors import PipelineError
     from pipeline.runner import submit_file
     from workers.tasks import ingest as ingest_task
 
-    settings = get_settings()
-    unit = uow()
+    row: dict[str, Any] = {"id": None, "file_name": path.name, "error_message": None}
     try:
-        with unit() as session:
-            owner_id = get_or_create_operator(session, user).id
-    except LookupError as error:
-        die(str(error).strip("'\""))
-    rows: list[dict[str, Any]] = []
-    for path in expand_paths(paths):
-        row: dict[str, Any] = {"id": None, "file_name": path.name, "error_message": None}
-        rows.append(row)
-        try:
-            if path.is_symlink() or not path.is_file():
-                raise FileNotFoundError(f"{path}: not a regular file")
-            with unit() as session:
-                submitted = submit_file(
-                    session, path, user_id=owner_id, settings=settings, force=force
-                )
-        except (PipelineError, OSError) as error:
-            message = error.message if isinstance(error, PipelineError) else str(error)
-            row.update(status="rejected", error_message=message)
-            continue
-        row["id"] = str(submitted.file_id)
-        if submitted.duplicate_of is not None:
-            row["status"] = "duplicate"
-            continue
-        ingest_task.delay(row["id"])  # after commit: the row exists before the message
-        row["status"] = "pending"
-    return rows
+        if path.is_symlink() or not path.is_file():
+            raise FileNotFoundError(f"{path}: not a regular file")
+        with uow()() as session:
+            submitted = submit_file(
+                session, path, user_id=owner_id, settings=get_settings(), force=force
+            )
+    except (PipelineError, OSError) as error:
+        message = error.message if isinstance(error, PipelineError) else str(error)
+        row.update(status="rejected", error_message=message)
+        return row
+    row["id"] = str(submitted.file_id)
+    if submitted.duplicate_of is not None:
+        row["status"] = "duplicate"
+        return row
+    ingest_task.delay(row["id"])  # after commit: the row exists before the message
+    row["status"] = "pending"
+    return row
+
+
+def submit_paths(paths: list[str], *, user: str | None, force: bool) -> list[dict[str, Any]]:
+    """Record each file (copied into managed storage) and enqueue it after the commit."""
+    owner_id = resolve_owner(user)
+    return [submit_path(path, owner_id=owner_id, force=force) for path in expand_paths(paths)]
 
 
 @app.command()

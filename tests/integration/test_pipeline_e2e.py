@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,9 @@ def test_analyses_have_the_expected_content(processed: dict[str, dict[str, Any]]
     assert ("friday", "DATE") in entities, entities
 
 
-def _wait_version(pipeline: Pipeline, file_id: str, version: int, timeout: float = 300) -> dict[str, Any]:
+def _wait_version(
+    pipeline: Pipeline, file_id: str, version: int, timeout: float = 300
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = pipeline.show(file_id)
@@ -146,11 +149,15 @@ def test_retranscription_with_openai_whisper_adds_version_two(
     assert transcription["engine"] == "openai-whisper"
     assert word_error_rate(COMPLAINT, transcription["text"]) <= WER_BOUND, transcription["text"]
     assert {a["analysis_type"] for a in report["analyses"]} == {
-        "sentiment", "summary", "keywords", "entities"
+        "sentiment",
+        "summary",
+        "keywords",
+        "entities",
     }
     with psycopg.connect(libpq_url(pipeline.database_url)) as conn:
         rows = conn.execute(
-            "SELECT version, is_latest, (SELECT count(*) FROM analyses a WHERE a.transcription_id = t.id)"
+            "SELECT version, is_latest,"
+            " (SELECT count(*) FROM analyses a WHERE a.transcription_id = t.id)"
             " FROM transcriptions t WHERE audio_file_id = %s ORDER BY version",
             (file_id,),
         ).fetchall()
@@ -199,3 +206,88 @@ def test_bad_input_fails_clearly_and_workers_survive(
     pipeline.assert_workers_alive()
     [good] = pipeline.ingest(complaint_files["ogg"], extra=("--force",))
     assert good["status"] == "completed", good
+
+
+# --- the operator commands on the processed files ---------------------------------------------
+
+
+def test_export_subtitles_and_text(
+    pipeline: Pipeline, processed: dict[str, dict[str, Any]]
+) -> None:
+    file_id = processed["wav"]["id"]
+    srt = pipeline.cli("export", file_id, "--format", "srt", check=True).stdout
+    assert srt.startswith("1\n00:00:0") and " --> " in srt and "Berlin" in srt
+    vtt = pipeline.cli("export", file_id, "--format", "vtt", check=True).stdout
+    assert vtt.startswith("WEBVTT\n\n00:00:0")
+    txt = pipeline.cli("export", file_id, "-f", "txt", check=True).stdout
+    assert txt.strip() == processed["wav"]["transcription"]["text"].strip()
+    bad = pipeline.cli("export", file_id, "--format", "docx")
+    assert bad.returncode == 2 and "unknown format" in bad.stderr
+
+
+def test_search_finds_spoken_words_only(
+    pipeline: Pipeline, processed: dict[str, dict[str, Any]]
+) -> None:
+    import json
+
+    hits = json.loads(pipeline.cli("search", "refund", "--json", check=True).stdout)
+    assert {h["audio_file_id"] for h in hits} >= {processed["wav"]["id"]}
+    assert all("**" in h["snippet"] for h in hits)
+    assert json.loads(pipeline.cli("search", "zebra", "--json", check=True).stdout) == []
+    hostile = pipeline.cli("search", "'; DROP TABLE users;-- \"unclosed", "--json", check=True)
+    assert json.loads(hostile.stdout) == []
+
+
+def test_analytics_refresh_matches_the_rows(
+    pipeline: Pipeline, processed: dict[str, dict[str, Any]]
+) -> None:
+    import json
+
+    rows = json.loads(pipeline.cli("analytics", "--refresh", "--json", check=True).stdout)
+    completed = {r["file_format"]: r for r in rows if r["status"] == "completed"}
+    assert set(FORMATS) <= set(completed)
+    assert completed["flac"]["file_count"] >= 1
+    assert completed["flac"]["avg_processing_seconds"] > 0
+
+
+def test_users_and_db_maintenance_commands(pipeline: Pipeline) -> None:
+    import json
+
+    created = pipeline.cli(
+        "users", "create", "dana", "dana@example.com", "--role", "analyst", check=True
+    )
+    assert "password (shown once)" in created.stdout
+    assert pipeline.cli("users", "create", "dana", "dana@example.com").returncode == 2
+    pipeline.cli("users", "set-role", "dana", "manager", check=True)
+    users = json.loads(pipeline.cli("users", "list", "--json", check=True).stdout)
+    assert {"username": "dana", "role": "manager", "is_active": True}.items() <= next(
+        u for u in users if u["username"] == "dana"
+    ).items()
+    assert "dana" in pipeline.cli("users", "list", check=True).stdout
+    pipeline.cli("users", "deactivate", "dana@example.com", check=True)
+    assert pipeline.cli("users", "set-role", "dana", "viewer").returncode == 2
+    stats = pipeline.cli("db", "stats", check=True).stdout
+    assert "audio_files" in stats and "idx_audio_files_queue" in stats
+    assert "001" in pipeline.cli("db", "status", check=True).stdout
+    pipeline.cli("db", "refresh-analytics", check=True)
+
+
+def test_errors_are_one_line_with_documented_exit_codes(pipeline: Pipeline) -> None:
+    bad_id = pipeline.cli("show", "not-a-uuid")
+    assert bad_id.returncode == 2 and "Traceback" not in bad_id.stderr
+    assert len(bad_id.stderr.strip().splitlines()) == 1
+    missing = pipeline.cli("show", "00000000-0000-0000-0000-000000000000")
+    assert missing.returncode == 2 and "no audio file" in missing.stderr
+    down = subprocess.run(
+        [
+            pipeline.env["PATH"].split(":")[0] + "/teleai",
+            "show",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+        env={**pipeline.env, "TELEAI_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 3 and "PostgreSQL is not reachable" in down.stderr
+    assert "Traceback" not in down.stderr

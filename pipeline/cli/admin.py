@@ -1,0 +1,184 @@
+"""Administration: users and database maintenance (the spec's maintenance queries)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy.exc import IntegrityError
+
+from pipeline.cli.common import app, check_services, db_app, die, out, uow
+
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument()],
+    email: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="admin, manager, analyst or viewer.")] = "viewer",
+    full_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            help="Password (default: a random one, printed once).", envvar="TELEAI_NEW_PASSWORD"
+        ),
+    ] = None,
+) -> None:
+    """Create a user (argon2id password hash)."""
+    from db.users import create_user
+
+    check_services()
+    secret = password or secrets.token_urlsafe(16)
+    try:
+        with uow()() as session:
+            user = create_user(
+                session,
+                email=email,
+                username=username,
+                password=secret,
+                role=role,
+                full_name=full_name,
+            )
+            user_id = user.id
+    except IntegrityError as error:
+        die(f"cannot create user: {str(error.orig).splitlines()[0]}")
+    except ValueError as error:
+        die(str(error))
+    out.print(f"created {username} ({role}) id {user_id}")
+    if password is None:
+        out.print(f"password (shown once): {secret}")
+
+
+@users_app.command("list")
+def users_list(
+    include_deleted: Annotated[bool, typer.Option(help="Also soft-deleted users.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """All users with their activity totals."""
+    from db.monitoring import user_activity
+    from db.users import list_users
+
+    check_services()
+    with uow()() as session:
+        users = list_users(session, include_deleted=include_deleted)
+        activity = {a.user_id: a for a in user_activity(session)}
+        if as_json:
+            rows = [
+                {
+                    "id": str(u.id),
+                    "username": u.username,
+                    "email": u.email,
+                    "role": u.role,
+                    "is_active": u.is_active,
+                    "deleted": u.deleted_at is not None,
+                    "total_files": activity[u.id].total_files if u.id in activity else 0,
+                }
+                for u in users
+            ]
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        table = Table(
+            "username",
+            "email",
+            "role",
+            "active",
+            "files",
+            "transcriptions",
+            "analyses",
+            "last upload",
+            "last login",
+        )
+        for u in users:
+            a = activity.get(u.id)
+            table.add_row(
+                u.username,
+                u.email,
+                u.role,
+                "deleted" if u.deleted_at else ("yes" if u.is_active else "no"),
+                str(a.total_files if a else 0),
+                str(a.total_transcriptions if a else 0),
+                str(a.total_analyses if a else 0),
+                a.last_upload_at.isoformat(timespec="minutes") if a and a.last_upload_at else "",
+                u.last_login_at.isoformat(timespec="minutes") if u.last_login_at else "",
+            )
+    out.print(table)
+
+
+def _user_id(login: str) -> uuid.UUID:
+    from db.users import get_active_user
+
+    with uow()() as session:
+        user = get_active_user(session, login)
+        if user is None:
+            die(f"no active user '{login}'")
+        return user.id
+
+
+@users_app.command("deactivate")
+def users_deactivate(login: Annotated[str, typer.Argument(help="Username or email.")]) -> None:
+    """Deactivate a user (and revoke their sessions)."""
+    from db.users import deactivate_user
+
+    check_services()
+    user_id = _user_id(login)
+    with uow()() as session:
+        deactivate_user(session, user_id)
+    out.print(f"deactivated {login}")
+
+
+@users_app.command("set-role")
+def users_set_role(
+    login: Annotated[str, typer.Argument(help="Username or email.")],
+    role: Annotated[str, typer.Argument(help="admin, manager, analyst or viewer.")],
+) -> None:
+    """Change a user's role."""
+    from db.users import set_role
+
+    check_services()
+    user_id = _user_id(login)
+    try:
+        with uow()() as session:
+            set_role(session, user_id, role)
+    except ValueError as error:
+        die(str(error))
+    out.print(f"{login} is now {role}")
+
+
+@db_app.command("refresh-analytics")
+def db_refresh_analytics() -> None:
+    """REFRESH MATERIALIZED VIEW CONCURRENTLY file_processing_analytics."""
+    from db.monitoring import refresh_analytics
+
+    check_services()
+    with uow()() as session:
+        refresh_analytics(session)
+    out.print("file_processing_analytics refreshed")
+
+
+@db_app.command("stats")
+def db_stats() -> None:
+    """The spec's maintenance queries: table sizes and index usage."""
+    from db.monitoring import index_usage, table_sizes
+
+    check_services()
+    with uow()() as session:
+        sizes = table_sizes(session)
+        usage = index_usage(session)
+    size_table = Table("table", "size", title="table sizes")
+    for s in sizes:
+        size_table.add_row(f"{s.schemaname}.{s.tablename}", s.size)
+    usage_table = Table(
+        "table", "index", "scans", "tuples read", "tuples fetched", title="index usage"
+    )
+    for u in usage:
+        usage_table.add_row(
+            u.tablename, u.indexname, str(u.idx_scan), str(u.idx_tup_read), str(u.idx_tup_fetch)
+        )
+    out.print(size_table)
+    out.print(usage_table)

@@ -1,0 +1,55 @@
+"""Transcript exports: plain text, JSON, SubRip (SRT) and WebVTT subtitles from stored segments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+ExportFormat = Literal["txt", "json", "srt", "vtt"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("txt", "json", "srt", "vtt")
+
+
+def timestamp(seconds: float, *, separator: str) -> str:
+    """``HH:MM:SS<sep>mmm`` (SRT uses a comma, WebVTT a dot); negative times clamp to zero."""
+    millis = max(0, round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _cues(segments: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str]]:
+    cues = []
+    for segment in segments:
+        text = str(segment.get("text", "")).strip()
+        if text:
+            cues.append((float(segment["start"]), float(segment["end"]), text))
+    return cues
+
+
+def to_srt(segments: Sequence[Mapping[str, Any]]) -> str:
+    blocks = [
+        f"{i}\n{timestamp(start, separator=',')} --> {timestamp(end, separator=',')}\n{text}\n"
+        for i, (start, end, text) in enumerate(_cues(segments), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(segments: Sequence[Mapping[str, Any]]) -> str:
+    blocks = [
+        f"{timestamp(start, separator='.')} --> {timestamp(end, separator='.')}\n{text}\n"
+        for start, end, text in _cues(segments)
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def render(fmt: ExportFormat, report: Mapping[str, Any]) -> str:
+    """Render a ``teleai show`` report's latest transcription in ``fmt``."""
+    transcription = report["transcription"]
+    if fmt == "json":
+        return json.dumps(report, indent=2, default=str)
+    if fmt == "txt":
+        return str(transcription["text"]).strip() + "\n"
+    segments = transcription["segments"]
+    return to_srt(segments) if fmt == "srt" else to_vtt(segments)
