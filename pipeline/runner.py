@@ -32,7 +32,7 @@ from pipeline.audio.formats import ensure_audio_format, format_from_extension, s
 from pipeline.audio.probe import probe_audio
 from pipeline.audio.storage import store_file
 from pipeline.audio.validate import validate_upload
-from pipeline.errors import PermanentError, UnsupportedAudio, classify
+from pipeline.errors import PermanentError, PipelineError, UnsupportedAudio, classify
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -161,15 +161,26 @@ def _stage(
         raise error from raw
 
 
+@contextlib.contextmanager
+def _named_as(stored_name: str, original_name: str) -> Iterator[None]:
+    """Errors name the file as the user knows it, not by its generated storage name."""
+    try:
+        yield
+    except PipelineError as error:
+        if stored_name not in error.message:
+            raise
+        raise type(error)(error.message.replace(stored_name, original_name)) from error
+
+
 def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
     """Validate by content and probe metadata; True when the file moved on to transcription."""
     claim = _claim(uow, file_id, Stage.INGEST, settings)
     if claim is None:
         return False
     timings: dict[str, float] = {}
-    with _stage(uow, claim, settings, timings):
+    path = Path(claim.file_path)
+    with _stage(uow, claim, settings, timings), _named_as(path.name, claim.file_name):
         t0 = time.perf_counter()
-        path = Path(claim.file_path)
         real_format = validate_upload(path, max_bytes=settings.max_file_bytes)
         timings["validate"] = time.perf_counter() - t0
         t1 = time.perf_counter()

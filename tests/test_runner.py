@@ -142,6 +142,8 @@ def test_bad_input_fails_the_row_with_a_readable_message(
         assert row is not None
         assert row.status == "failed"
         assert row.error_message is not None and words in row.error_message.lower()
+        if name in {"report.mp3"}:
+            assert name in row.error_message, "the message names the user's file"
         assert row.error_details is not None
         assert row.error_details["exception_type"] == error.__name__
         assert Path(row.file_path).exists(), "the stored copy is kept for the user"

@@ -59,7 +59,7 @@ def resolve_owner(user: str | None) -> uuid.UUID:
         with uow()() as session:
             return get_or_create_operator(session, user).id
     except LookupError as error:
-        die(str(error).strip("'\""))
+        die(str(error))
 
 
 def submit_path(path: Path, *, owner_id: uuid.UUID, force: bool) -> dict[str, Any]:

@@ -1,0 +1,652 @@
+"""The drop folder behind ``teleai watch``: what to take, when a file is complete, where it goes
+afterwards, and what survives a restart.
+
+A watcher sees files while they are still being copied, so nothing is submitted until its size,
+mtime and inode stayed the same for a settle period over several checks, and temp or partial
+names (``.part``, ``.tmp``, ``.crdownload``, ``~``, dotfiles, …) are never touched: the copier
+renames them when it is done. Symlinks, FIFOs, devices and sockets are moved to ``failed/`` by
+rename, never opened or followed, so nothing blocks on a pipe or reads through a link.
+
+A restart never ingests a file twice: submitted files are remembered in ``.teleai-watch.json``
+(path -> file id) until they are moved, and if the watcher died between the database commit and
+that write, the database recognises the same bytes from the same owner (``find_duplicate``) and
+hands back the earlier row instead of making a new one.
+
+The services are behind :class:`Backend` (the CLI wires PostgreSQL and Celery), so everything
+here is plain file-system logic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import itertools
+import json
+import os
+import queue
+import stat
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal, Protocol
+
+import structlog
+
+from pipeline.errors import TransientError, classify
+
+log = structlog.get_logger("teleai.watch")
+
+PROCESSED_DIR = "processed"
+FAILED_DIR = "failed"
+OUTBOXES = frozenset({PROCESSED_DIR, FAILED_DIR})
+STATE_FILE = ".teleai-watch.json"
+LOCK_FILE = ".teleai-watch.lock"
+ERROR_NOTE_SUFFIX = ".error.txt"
+# Names that download managers, copy tools and editors use while a file is still being written.
+TEMP_SUFFIXES = frozenset(
+    {".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart", ".swp"}
+)
+TERMINAL = frozenset({"completed", "failed"})
+MIN_CHECKS = 3
+EMPTY_SETTLE_FACTOR = 10  # a copier may create the file and only start writing a while later
+RESCAN_SECONDS = 30.0  # catch anything the notifications missed (inotify overflow, races)
+MAX_BACKOFF_SECONDS = 30.0
+
+
+# --- names and file types -------------------------------------------------------------------
+
+
+def is_temporary_name(name: str) -> bool:
+    """True for names a writer uses before the file is complete, and for hidden files."""
+    return (
+        name.startswith(".")
+        or name.endswith("~")
+        or PurePosixPath(name.lower()).suffix in TEMP_SUFFIXES
+    )
+
+
+def is_ignored(relative: PurePosixPath) -> bool:
+    """True when a path (relative to the drop folder) is none of the watcher's business: our
+    own ``processed/`` and ``failed/``, and anything in or under a temporary or hidden name."""
+    parts = relative.parts
+    return not parts or parts[0] in OUTBOXES or any(is_temporary_name(p) for p in parts)
+
+
+def special_file_reason(mode: int) -> str | None:
+    """Why an entry that is not a regular file (nor a directory) is refused; None when regular."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link, not a regular file (links are never followed)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    return "not a regular file"
+
+
+# --- completeness ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What must stay the same while a file settles (and until it is moved)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Signature:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass
+class _Sighting:
+    signature: Signature
+    since: float
+    checks: int = 1
+
+
+class StabilityCheck:
+    """Decides when a file is complete: the same size, mtime and inode over ``settle`` seconds
+    and at least ``min_checks`` looks. Any change starts the wait again. Empty files wait
+    ``empty_settle`` (default ten times longer): a copier may create first and write later."""
+
+    def __init__(
+        self, settle: float, *, min_checks: int = MIN_CHECKS, empty_settle: float | None = None
+    ) -> None:
+        self.settle = settle
+        self.min_checks = min_checks
+        self.empty_settle = settle * EMPTY_SETTLE_FACTOR if empty_settle is None else empty_settle
+        self._seen: dict[str, _Sighting] = {}
+
+    def observe(self, key: str, signature: Signature, now: float) -> bool:
+        """Record one look at ``key``; True once it has been stable long enough."""
+        seen = self._seen.get(key)
+        if seen is None or seen.signature != signature:
+            self._seen[key] = seen = _Sighting(signature, now)
+        else:
+            seen.checks += 1
+        wait = self.empty_settle if signature.size == 0 else self.settle
+        return seen.checks >= self.min_checks and now - seen.since >= wait
+
+    def forget(self, key: str) -> None:
+        self._seen.pop(key, None)
+
+
+# --- moving without overwriting -------------------------------------------------------------
+
+
+def candidate_names(name: str) -> Iterator[str]:
+    """``name``, then ``stem-1.ext``, ``stem-2.ext``, … for collisions."""
+    yield name
+    path = PurePosixPath(name)
+    for n in itertools.count(1):
+        yield f"{path.stem}-{n}{path.suffix}"
+
+
+_NO_HARD_LINKS = frozenset(
+    {errno.EPERM, errno.EACCES, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP}
+)
+
+
+def _rename_no_replace(src: Path, target: Path) -> None:
+    """Rename ``src`` to ``target``, raising ``FileExistsError`` instead of replacing anything.
+
+    A hard link fails atomically when the target exists and never follows or opens ``src``.
+    Where links are not allowed (FAT, some network shares, another user's file under
+    ``protected_hardlinks``) it falls back to check-then-rename, racy only against another
+    process writing into our own ``processed/``/``failed/``.
+    """
+    try:
+        os.link(src, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from error
+        src.rename(target)
+        return
+    src.unlink()
+
+
+def move_aside(src: Path, dest_dir: Path, *, companions: Sequence[str] = ()) -> Path:
+    """Move ``src`` (whatever kind of entry) into ``dest_dir`` under its name, or the first free
+    ``stem-N.ext``; never overwrites. A name is only taken when ``name + suffix`` is free too
+    for each suffix in ``companions`` (the ``.error.txt`` written beside it)."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    source = src.lstat()
+    for name in candidate_names(src.name):
+        target = dest_dir / name
+        if os.path.lexists(target):
+            # An earlier run died between link and unlink: the move already happened.
+            if os.path.samestat(target.lstat(), source):
+                src.unlink()
+                return target
+            continue
+        if any(os.path.lexists(dest_dir / f"{name}{suffix}") for suffix in companions):
+            continue
+        try:
+            _rename_no_replace(src, target)
+        except FileExistsError:
+            continue
+        return target
+    raise AssertionError("unreachable: candidate_names is endless")  # pragma: no cover
+
+
+def write_error_note(
+    moved: Path, *, source: str, reason: str, file_id: str | None, when: datetime
+) -> Path:
+    """Write ``<moved>.error.txt``: why the file failed, its id (if it got one) and when."""
+    text = (
+        f"file: {source}\n"
+        f"id: {file_id or '-'}\n"
+        f"time: {when.isoformat(timespec='seconds')}\n"
+        f"error: {reason}\n"
+    )
+    for name in candidate_names(f"{moved.name}{ERROR_NOTE_SUFFIX}"):
+        note = moved.with_name(name)
+        try:
+            with note.open("x", encoding="utf-8") as f:
+                f.write(text)
+        except FileExistsError:
+            continue
+        return note
+    raise AssertionError("unreachable: candidate_names is endless")  # pragma: no cover
+
+
+# --- what survives a restart ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Submission:
+    file_id: str
+    signature: Signature
+
+
+@dataclass
+class WatchState:
+    """Submitted files not yet moved: relative POSIX path -> :class:`Submission`.
+
+    Saved atomically (temp file, fsync, rename) after every change, so it is never half-written.
+    """
+
+    path: Path
+    entries: dict[str, Submission] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> WatchState:
+        """The saved state, empty when there is none; ``ValueError`` when it cannot be read."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            entries = {
+                key: Submission(str(value["id"]), Signature(**value["signature"]))
+                for key, value in raw["files"].items()
+            }
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path} is unreadable: {error}") from error
+        return cls(path, entries)
+
+    def save(self) -> None:
+        payload = {
+            "version": 1,
+            "files": {
+                key: {"id": sub.file_id, "signature": vars(sub.signature)}
+                for key, sub in sorted(self.entries.items())
+            },
+        }
+        temp = self.path.with_name(f"{self.path.name}.tmp")
+        with temp.open("w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        temp.replace(self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class AlreadyWatched(RuntimeError):
+    """Raised when another ``teleai watch`` holds the folder's lock."""
+
+
+def acquire_lock(root: Path) -> IO[str]:
+    """Hold ``.teleai-watch.lock`` for this process's lifetime: two watchers on one folder would
+    race to submit and move the same files. Close the returned file to release it."""
+    handle = (root / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise AlreadyWatched(
+            f"another teleai watch (pid {holder}) is already watching {root}"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+# --- the services, as the watcher needs them ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """``pending``: a new row, message sent; ``duplicate``: the owner's earlier row with the
+    same bytes; ``rejected``: no row (``error_message`` says why)."""
+
+    status: Literal["pending", "duplicate", "rejected"]
+    file_id: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True)
+class RowState:
+    status: str
+    error_message: str | None
+
+
+class Backend(Protocol):
+    def submit(self, path: Path) -> SubmitResult:
+        """Record and enqueue one file; service errors propagate (they are retried)."""
+
+    def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
+        """The current state of each id, in one query; missing ids are left out."""
+
+
+# --- the folder -----------------------------------------------------------------------------
+
+
+class DropFolder:
+    """One drop folder: candidates waiting to settle, submissions waiting to finish.
+
+    :meth:`notice` is thread-safe (the file-system observer calls it); everything else runs on
+    the watcher's own thread, one :meth:`tick` at a time.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        backend: Backend,
+        *,
+        settle: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.root = root
+        self.backend = backend
+        self.clock = clock
+        self.state = WatchState(root / STATE_FILE)
+        self.processed = 0
+        self.failed = 0
+        self._stability = StabilityCheck(settle)
+        self._candidates: set[str] = set()
+        self._inbox: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    # -- set-up --
+
+    def prepare(self) -> None:
+        """Create the outboxes and take over what a previous run submitted but did not move."""
+        for name in OUTBOXES:
+            (self.root / name).mkdir(exist_ok=True)
+        try:
+            saved = WatchState.load(self.state.path)
+        except ValueError as error:
+            log.warning("state_unreadable", error=str(error), fallback="duplicate detection")
+            saved = WatchState(self.state.path)
+        for key, sub in saved.entries.items():
+            try:
+                current = Signature.of((self.root / key).lstat())
+            except FileNotFoundError:
+                log.info("forgotten", path=key, file_id=sub.file_id, reason="no longer there")
+                continue
+            if current != sub.signature:
+                log.info("forgotten", path=key, file_id=sub.file_id, reason="changed since")
+                continue
+            self.state.entries[key] = sub
+            log.info("resumed", path=key, file_id=sub.file_id)
+        self.state.save()
+
+    # -- finding files --
+
+    def notice(self, path: str | os.PathLike[str]) -> None:
+        """A path that may have changed (from the observer thread or a scan)."""
+        self._inbox.put(os.fspath(path))
+
+    def scan(self, directory: Path | None = None) -> None:
+        """Notice every entry under ``directory`` (default: the whole folder), never following
+        links and skipping the outboxes and temporary names."""
+        base = self.root if directory is None else directory
+        try:
+            entries = list(os.scandir(base))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as error:  # e.g. a sub-folder we may not read: report, keep watching
+            log.warning("unreadable", path=str(base), error=str(error))
+            return
+        for entry in entries:
+            relative = self._relative(entry.path)
+            if relative is None or is_ignored(relative):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                self.scan(Path(entry.path))
+            else:
+                self.notice(entry.path)
+
+    def _relative(self, path: str) -> PurePosixPath | None:
+        try:
+            relative = Path(path).relative_to(self.root)
+        except ValueError:
+            return None
+        return PurePosixPath(relative.as_posix()) if relative.parts else None
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                raw = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            relative = self._relative(raw)
+            if relative is None or is_ignored(relative):
+                continue
+            key = str(relative)
+            if key not in self.state.entries:
+                self._candidates.add(key)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting to settle, nothing submitted and unfinished."""
+        return self._inbox.empty() and not self._candidates and not self.state.entries
+
+    @property
+    def waiting(self) -> int:
+        return len(self._candidates) + len(self.state.entries)
+
+    # -- one round --
+
+    def tick(self) -> None:
+        """Look at every candidate once, submit the settled ones, move the finished ones."""
+        self._drain_inbox()
+        now = self.clock()
+        for key in sorted(self._candidates):
+            self._consider(key, now)
+        self._collect()
+
+    def _consider(self, key: str, now: float) -> None:
+        path = self.root / key
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            self._drop(key)
+            return
+        except OSError as error:
+            log.warning("unreadable", path=key, error=str(error))
+            self._drop(key)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._drop(key)
+            self.scan(path)
+            return
+        reason = special_file_reason(st.st_mode)
+        if reason is not None:
+            self._drop(key)
+            self._fail(key, reason, file_id=None, event="refused")
+            return
+        signature = Signature.of(st)
+        if not self._stability.observe(key, signature, now):
+            return
+        result = self.backend.submit(path)  # service errors leave the candidate for a retry
+        self._drop(key)
+        if result.status == "rejected" or result.file_id is None:
+            self._fail(key, result.error_message or "rejected", file_id=None, event="rejected")
+            return
+        self.state.entries[key] = Submission(result.file_id, signature)
+        self.state.save()
+        event = "submitted" if result.status == "pending" else "already_submitted"
+        log.info(event, path=key, file_id=result.file_id, bytes=signature.size)
+
+    def _drop(self, key: str) -> None:
+        self._candidates.discard(key)
+        self._stability.forget(key)
+
+    def _collect(self) -> None:
+        """Move every submitted file whose row is terminal (one query for all of them)."""
+        if not self.state.entries:
+            return
+        rows = self.backend.statuses({sub.file_id for sub in self.state.entries.values()})
+        changed = False
+        for key, sub in list(self.state.entries.items()):
+            row = rows.get(sub.file_id)
+            if row is None:
+                row = RowState("failed", f"file {sub.file_id} is no longer in the database")
+            if row.status not in TERMINAL:
+                continue
+            del self.state.entries[key]
+            changed = True
+            self._finish(key, sub, row)
+        if changed:
+            self.state.save()
+
+    def _finish(self, key: str, sub: Submission, row: RowState) -> None:
+        path = self.root / key
+        try:
+            current = Signature.of(path.lstat())
+        except FileNotFoundError:
+            log.warning("vanished", path=key, file_id=sub.file_id, status=row.status)
+            return
+        if current != sub.signature:
+            # Rewritten after it was submitted: what was processed is not what is here now.
+            log.warning("changed_after_submit", path=key, file_id=sub.file_id)
+            self._candidates.add(key)
+            return
+        if row.status == "failed":
+            self._fail(key, row.error_message or "failed", file_id=sub.file_id, event="failed")
+            return
+        try:
+            moved = move_aside(path, self.root / PROCESSED_DIR / PurePosixPath(key).parent)
+        except OSError as error:
+            log.error("move_failed", path=key, file_id=sub.file_id, error=str(error))
+            return
+        self.processed += 1
+        log.info("completed", path=key, file_id=sub.file_id, moved_to=self._shown(moved))
+
+    def _fail(self, key: str, reason: str, *, file_id: str | None, event: str) -> None:
+        """Move ``key`` to ``failed/`` with an ``.error.txt`` beside it."""
+        path = self.root / key
+        try:
+            moved = move_aside(
+                path,
+                self.root / FAILED_DIR / PurePosixPath(key).parent,
+                companions=(ERROR_NOTE_SUFFIX,),
+            )
+            write_error_note(
+                moved, source=key, reason=reason, file_id=file_id, when=datetime.now(UTC)
+            )
+        except OSError as error:
+            log.error("move_failed", path=key, file_id=file_id, error=str(error), reason=reason)
+            return
+        self.failed += 1
+        log.warning(event, path=key, file_id=file_id, error=reason, moved_to=self._shown(moved))
+
+    def _shown(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    FINISHED = "finished"  # --once: everything there was is processed and moved
+    STOPPED = "stopped"  # a signal asked us to stop
+    TIMED_OUT = "timed_out"
+
+
+def run(
+    folder: DropFolder,
+    *,
+    stop: threading.Event,
+    interval: float,
+    once: bool,
+    timeout: float = 0.0,
+    rescan_seconds: float = RESCAN_SECONDS,
+) -> Outcome:
+    """Tick until stopped (or, with ``once``, until the folder is idle).
+
+    Lost services (PostgreSQL, Redis, a full disk) are logged and retried with a growing pause;
+    anything else is a bug and propagates. Without ``once`` the folder is rescanned now and then
+    so a missed notification only delays a file.
+    """
+    clock = folder.clock
+    deadline = clock() + timeout if timeout > 0 else None
+    folder.scan()
+    next_scan = clock() + rescan_seconds
+    failures = 0
+    while not stop.is_set():
+        pause = interval
+        try:
+            folder.tick()
+        except Exception as raw:
+            error = classify(raw)
+            if not isinstance(error, TransientError):
+                raise
+            pause = min(MAX_BACKOFF_SECONDS, interval * 2 ** min(failures, 16))
+            failures += 1
+            log.warning("service_unavailable", error=error.message, retry_in=round(pause, 1))
+        else:
+            failures = 0
+            if once and folder.idle:
+                return Outcome.FINISHED
+            if not once and clock() >= next_scan:
+                folder.scan()
+                next_scan = clock() + rescan_seconds
+        if deadline is not None and clock() > deadline:
+            return Outcome.TIMED_OUT
+        stop.wait(pause)
+    return Outcome.STOPPED
+
+
+# --- notifications --------------------------------------------------------------------------
+
+
+def start_observer(folder: DropFolder, *, poll: bool, interval: float) -> Any:
+    """Start a watchdog observer that feeds :meth:`DropFolder.notice`.
+
+    inotify (or the platform's native API) by default; ``poll`` (or inotify refusing, e.g. out
+    of watches) uses the polling observer with ``lstat``, so it never follows a link, and skips
+    the outboxes, which only grow.
+    """
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserverVFS
+
+    quiet = {"opened", "closed_no_write"}  # our own reads; nothing changed
+
+    class Forward(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type in quiet:
+                return
+            for raw in (event.src_path, getattr(event, "dest_path", "")):
+                if raw:
+                    folder.notice(os.fsdecode(raw))
+
+    root = str(folder.root)
+
+    def listdir(path: str | None) -> Iterator[os.DirEntry[str]]:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if not (path == root and entry.name in OUTBOXES):
+                    yield entry
+
+    def polling() -> Any:
+        return PollingObserverVFS(stat=os.lstat, listdir=listdir, polling_interval=interval)
+
+    observer = polling() if poll else Observer()
+    observer.schedule(Forward(), root, recursive=True)
+    try:
+        observer.start()
+    except OSError as error:
+        if poll:
+            raise
+        log.warning("inotify_unavailable", error=str(error), fallback="polling")
+        with contextlib.suppress(Exception):
+            observer.stop()
+        observer = polling()
+        observer.schedule(Forward(), root, recursive=True)
+        observer.start()
+    return observer

@@ -1,0 +1,333 @@
+"""The drop folder's file-system logic, without services: names, completeness, moves, state."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import threading
+from collections.abc import Collection
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from pipeline.dropfolder import (
+    FAILED_DIR,
+    LOCK_FILE,
+    PROCESSED_DIR,
+    STATE_FILE,
+    AlreadyWatched,
+    DropFolder,
+    Outcome,
+    RowState,
+    Signature,
+    StabilityCheck,
+    Submission,
+    SubmitResult,
+    WatchState,
+    acquire_lock,
+    candidate_names,
+    is_ignored,
+    is_temporary_name,
+    move_aside,
+    run,
+    special_file_reason,
+    write_error_note,
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "call.mp3.part",
+        "call.partial",
+        "call.mp3.tmp",
+        "CALL.TMP",
+        "call.mp3.crdownload",
+        "call.mp3.download",
+        "call.mp3.filepart",
+        "call.mp3~",
+        ".call.mp3.swp",
+        ".hidden.mp3",
+        STATE_FILE,
+        f"{STATE_FILE}.tmp",
+        LOCK_FILE,
+    ],
+)
+def test_temporary_and_hidden_names_are_recognised(name: str) -> None:
+    assert is_temporary_name(name)
+
+
+@pytest.mark.parametrize("name", ["call.mp3", "notes.txt", "Call Part 2.wav", "tmp.flac", "README"])
+def test_ordinary_names_are_not_temporary(name: str) -> None:
+    assert not is_temporary_name(name)
+
+
+@pytest.mark.parametrize(
+    ("relative", "ignored"),
+    [
+        ("call.mp3", False),
+        ("team/a/call.mp3", False),
+        ("processed/call.mp3", True),
+        ("failed/call.mp3.error.txt", True),
+        ("team/processed/call.mp3", False),  # only the top-level outboxes are ours
+        (".git/config", True),
+        ("upload.tmp/call.mp3", True),
+        ("", True),
+    ],
+)
+def test_ignored_paths(relative: str, ignored: bool) -> None:
+    assert is_ignored(PurePosixPath(relative)) is ignored
+
+
+def test_special_files_are_named_and_regular_files_pass(tmp_path: Path) -> None:
+    regular = tmp_path / "a.mp3"
+    regular.write_bytes(b"x")
+    link = tmp_path / "link.mp3"
+    link.symlink_to(regular)
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "s.mp3"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        assert "socket" in (special_file_reason(sock_path.lstat().st_mode) or "")
+    assert special_file_reason(regular.lstat().st_mode) is None
+    assert "symbolic link" in (special_file_reason(link.lstat().st_mode) or "")
+    assert "FIFO" in (special_file_reason(fifo.lstat().st_mode) or "")
+    assert "device" in (special_file_reason(os.lstat("/dev/null").st_mode) or "")
+
+
+def _sig(size: int = 10, mtime_ns: int = 1, inode: int = 7) -> Signature:
+    return Signature(size, mtime_ns, inode)
+
+
+def test_stable_only_after_settle_period_and_enough_checks() -> None:
+    check = StabilityCheck(1.0, min_checks=3)
+    assert not check.observe("a", _sig(), 0.0)
+    assert not check.observe("a", _sig(), 0.5)
+    assert not check.observe("a", _sig(), 0.9)  # three looks, but not a whole second
+    assert check.observe("a", _sig(), 1.0)
+
+
+def test_any_change_restarts_the_wait() -> None:
+    check = StabilityCheck(1.0, min_checks=3)
+    for t in (0.0, 0.5):
+        check.observe("a", _sig(size=10), t)
+    assert not check.observe("a", _sig(size=20), 1.0)  # grew: a copy is still running
+    assert not check.observe("a", _sig(size=20), 1.5)
+    assert not check.observe("a", _sig(size=20, mtime_ns=2), 2.0)  # rewritten, same size
+    assert not check.observe("a", _sig(size=20, mtime_ns=2, inode=8), 3.0)  # replaced
+    assert not check.observe("a", _sig(size=20, mtime_ns=2, inode=8), 3.5)
+    assert check.observe("a", _sig(size=20, mtime_ns=2, inode=8), 4.0)
+
+
+def test_few_looks_are_not_enough_even_after_a_long_time() -> None:
+    check = StabilityCheck(1.0, min_checks=3)
+    check.observe("a", _sig(), 0.0)
+    assert not check.observe("a", _sig(), 60.0)
+    assert check.observe("a", _sig(), 60.1)
+
+
+def test_empty_files_wait_longer_and_forget_resets() -> None:
+    check = StabilityCheck(1.0, min_checks=2)
+    for t in (0.0, 1.0, 5.0):
+        assert not check.observe("e", _sig(size=0), t)
+    assert check.observe("e", _sig(size=0), 10.0)
+    check.forget("e")
+    assert not check.observe("e", _sig(size=0), 10.5)
+
+
+def test_candidate_names() -> None:
+    names = candidate_names("call.mp3")
+    assert [next(names) for _ in range(3)] == ["call.mp3", "call-1.mp3", "call-2.mp3"]
+    assert list(zip(range(2), candidate_names("README"), strict=False)) == [
+        (0, "README"),
+        (1, "README-1"),
+    ]
+
+
+def test_move_aside_never_overwrites(tmp_path: Path) -> None:
+    dest = tmp_path / "processed" / "sub"
+    first, second, third = (tmp_path / f"{i}" / "call.mp3" for i in range(3))
+    for i, path in enumerate((first, second, third)):
+        path.parent.mkdir()
+        path.write_bytes(f"take {i}".encode())
+    moved = [move_aside(p, dest) for p in (first, second, third)]
+    assert [m.name for m in moved] == ["call.mp3", "call-1.mp3", "call-2.mp3"]
+    assert [m.read_bytes() for m in moved] == [b"take 0", b"take 1", b"take 2"]
+    assert not any(p.exists() for p in (first, second, third))
+
+
+def test_move_aside_keeps_companion_names_free(tmp_path: Path) -> None:
+    dest = tmp_path / "failed"
+    dest.mkdir()
+    (dest / "call.mp3.error.txt").write_text("an older note")
+    src = tmp_path / "call.mp3"
+    src.write_bytes(b"audio")
+    moved = move_aside(src, dest, companions=(".error.txt",))
+    assert moved.name == "call-1.mp3"
+    assert (dest / "call.mp3.error.txt").read_text() == "an older note"
+
+
+def test_move_aside_moves_links_and_fifos_without_touching_them(tmp_path: Path) -> None:
+    target = tmp_path / "outside.mp3"
+    target.write_bytes(b"secret")
+    link = tmp_path / "link.mp3"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)  # opening it for reading would block: the move must not
+    dest = tmp_path / "failed"
+    moved_link = move_aside(link, dest)
+    moved_fifo = move_aside(fifo, dest)
+    assert moved_link.is_symlink() and moved_link.readlink() == target
+    assert target.read_bytes() == b"secret"
+    assert stat.S_ISFIFO(moved_fifo.lstat().st_mode)
+    assert not os.path.lexists(link) and not os.path.lexists(fifo)
+
+
+def test_move_aside_finishes_a_move_interrupted_between_link_and_unlink(tmp_path: Path) -> None:
+    src = tmp_path / "call.mp3"
+    src.write_bytes(b"audio")
+    dest = tmp_path / "processed"
+    dest.mkdir()
+    os.link(src, dest / "call.mp3")  # the first half of an earlier move
+    moved = move_aside(src, dest)
+    assert moved == dest / "call.mp3"
+    assert not src.exists()
+    assert sorted(p.name for p in dest.iterdir()) == ["call.mp3"]
+
+
+def test_error_note_says_what_when_and_which_id(tmp_path: Path) -> None:
+    moved = tmp_path / "call.mp3"
+    moved.write_bytes(b"")
+    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    note = write_error_note(
+        moved, source="sub/call.mp3", reason="not audio", file_id="abc", when=when
+    )
+    assert note.name == "call.mp3.error.txt"
+    assert note.read_text() == (
+        "file: sub/call.mp3\nid: abc\ntime: 2025-01-02T03:04:05+00:00\nerror: not audio\n"
+    )
+    again = write_error_note(moved, source="x", reason="y", file_id=None, when=when)
+    assert again.name == "call.mp3.error-1.txt" and "id: -" in again.read_text()
+    assert "not audio" in note.read_text()
+
+
+def test_state_round_trip_is_atomic(tmp_path: Path) -> None:
+    path = tmp_path / STATE_FILE
+    assert WatchState.load(path).entries == {}
+    state = WatchState(path, {"sub/a.mp3": Submission("id-1", _sig())})
+    state.save()
+    assert WatchState.load(path).entries == state.entries
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]  # no temp file left
+    assert json.loads(path.read_text())["files"]["sub/a.mp3"]["id"] == "id-1"
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"files": {"a": {"id": "x"}}}'])
+def test_unreadable_state_is_an_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / STATE_FILE
+    path.write_text(text)
+    with pytest.raises(ValueError, match="unreadable"):
+        WatchState.load(path)
+
+
+def test_one_watcher_per_folder(tmp_path: Path) -> None:
+    held = acquire_lock(tmp_path)
+    try:
+        with pytest.raises(AlreadyWatched, match=f"pid {os.getpid()}"):
+            acquire_lock(tmp_path)
+    finally:
+        held.close()
+    acquire_lock(tmp_path).close()  # free again once released
+
+
+class NoServices:
+    """A backend for paths that must be decided without PostgreSQL or Celery."""
+
+    def submit(self, path: Path) -> SubmitResult:
+        raise AssertionError(f"{path} must not be submitted")
+
+    def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
+        raise AssertionError(f"{sorted(file_ids)} must not be looked up")
+
+
+def test_folder_refuses_special_files_and_leaves_temp_names_alone(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.mp3"
+    outside.write_bytes(b"audio")
+    root = tmp_path / "drop"
+    (root / "team").mkdir(parents=True)
+    (root / "team" / "link.mp3").symlink_to(outside)
+    os.mkfifo(root / "pipe.mp3")
+    temp_names = ["a.mp3.part", "b.tmp", "c.mp3.crdownload", "d.mp3~", ".e.mp3.swp", "f.partial"]
+    for name in temp_names:
+        (root / name).write_bytes(b"half")
+    folder = DropFolder(root, NoServices(), settle=0.1)
+    folder.prepare()
+    folder.scan()
+    folder.tick()
+    assert folder.idle
+    assert folder.failed == 2
+    failed = root / FAILED_DIR
+    assert (failed / "team" / "link.mp3").is_symlink()
+    assert "symbolic link" in (failed / "team" / "link.mp3.error.txt").read_text()
+    assert stat.S_ISFIFO((failed / "pipe.mp3").lstat().st_mode)
+    assert "FIFO" in (failed / "pipe.mp3.error.txt").read_text()
+    assert sorted(p.name for p in root.iterdir() if p.is_file()) == sorted(
+        [*temp_names, STATE_FILE]
+    )
+    assert (root / PROCESSED_DIR).is_dir()
+
+
+def test_prepare_keeps_only_submissions_that_are_still_there_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "same.mp3").write_bytes(b"one")
+    (tmp_path / "edited.mp3").write_bytes(b"two")
+    state = WatchState(
+        tmp_path / STATE_FILE,
+        {
+            "same.mp3": Submission("id-same", Signature.of((tmp_path / "same.mp3").lstat())),
+            "edited.mp3": Submission("id-edited", _sig(size=999)),
+            "gone.mp3": Submission("id-gone", _sig()),
+        },
+    )
+    state.save()
+    folder = DropFolder(tmp_path, NoServices(), settle=1.0)
+    folder.prepare()
+    assert set(folder.state.entries) == {"same.mp3"}
+    assert set(WatchState.load(tmp_path / STATE_FILE).entries) == {"same.mp3"}
+
+
+def test_prepare_survives_a_corrupt_state_file(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_text("{oops")
+    folder = DropFolder(tmp_path, NoServices(), settle=1.0)
+    folder.prepare()
+    assert folder.state.entries == {}
+    assert WatchState.load(tmp_path / STATE_FILE).entries == {}
+
+
+def test_once_finishes_when_nothing_is_left(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.mp3")
+    folder = DropFolder(tmp_path, NoServices(), settle=0.1)
+    folder.prepare()
+    outcome = run(folder, stop=threading.Event(), interval=0.01, once=True, timeout=10)
+    assert outcome is Outcome.FINISHED
+    assert folder.failed == 1
+
+
+def test_once_gives_up_at_its_timeout_and_leaves_the_file(tmp_path: Path) -> None:
+    (tmp_path / "still-copying.mp3").write_bytes(b"x")
+    folder = DropFolder(tmp_path, NoServices(), settle=60)
+    folder.prepare()
+    outcome = run(folder, stop=threading.Event(), interval=0.01, once=True, timeout=0.2)
+    assert outcome is Outcome.TIMED_OUT
+    assert (tmp_path / "still-copying.mp3").exists()
+    assert folder.waiting == 1
+
+
+def test_a_stop_request_ends_the_loop(tmp_path: Path) -> None:
+    folder = DropFolder(tmp_path, NoServices(), settle=1.0)
+    folder.prepare()
+    stop = threading.Event()
+    stop.set()
+    assert run(folder, stop=stop, interval=0.01, once=False) is Outcome.STOPPED
