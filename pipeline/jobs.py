@@ -82,7 +82,10 @@ def claim(
             f"gave up on the {stage.value} stage after {max_attempts} attempts "
             "(the worker stopped or crashed each time)"
         )
-        fail(session, file_id, stage, GaveUp(message))
+        if fail(session, file_id, stage, GaveUp(message)):
+            from pipeline.metrics import log_job_summary  # the job ends here: one summary line
+
+            log_job_summary(session, file_id)
         return None
     return Claim(file_id, stage, attempts, path, fmt, name)
 

@@ -33,6 +33,7 @@ from pipeline.audio.probe import probe_audio
 from pipeline.audio.storage import store_file
 from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, UnsupportedAudio, classify
+from pipeline.metrics import log_job_summary
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -309,7 +310,10 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
                 processing_time_seconds=result.seconds,
             )
         timings["analyze_db_write"] = time.perf_counter() - t1
-        return jobs.complete(session, claim, timings=timings)
+        done = jobs.complete(session, claim, timings=timings)
+        if done:
+            log_job_summary(session, file_id, logger=log)
+        return done
 
 
 def request_retranscription(

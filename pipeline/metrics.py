@@ -1,0 +1,339 @@
+"""Prometheus metrics read from PostgreSQL and the Redis broker at scrape time, and job summaries.
+
+Why one exporter that asks the sources instead of counters inside the workers: workers are many
+processes (prefork children, scaled containers) that come and go, while the ``audio_files`` row
+is the source of truth. Reading it on each scrape is exact, survives worker restarts and needs no
+multi-process plumbing. Everything here is a gauge: a snapshot now, or over the last hour.
+
+Stage durations come from ``metadata->'stage_seconds'`` of the files completed in the window and
+are exposed as a *gauge histogram* (``teleai_stage_seconds_bucket{step, le}``): the buckets
+describe the last hour, so they can go down, and ``histogram_quantile()`` applies to them
+directly, without ``rate()``.
+
+Queue depth is read from the broker the way kombu's Redis transport stores it: each queue is a
+Redis list named after the queue, plus one list per non-zero priority step (``<queue>\\x06\\x163``
+and so on); messages handed to a worker but not yet acknowledged (``task_acks_late``: until the
+task ends) sit in the ``unacked`` hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import redis
+import structlog
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from prometheus_client import start_http_server
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import CollectorRegistry
+from sqlalchemy import Connection, select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from db.engine import get_engine
+from db.models import AudioFile, FileStatus, Stage
+
+log = structlog.get_logger(__name__)
+
+WINDOW_SECONDS = 3600
+"""How far back the "last hour" metrics look."""
+
+STEP_BUCKETS: tuple[float, ...] = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the stage-duration histogram: DB writes to long transcriptions."""
+
+STATEMENT_TIMEOUT_MS = 5000
+"""A scrape must never pile load on a busy database: each query gives up after this."""
+
+UNFINISHED_STATES = ("queued", "running", "stalled")
+
+_FILES_BY_STATUS_SQL = text("SELECT status, count(*) FROM audio_files GROUP BY status")
+
+_UNFINISHED_SQL = text("""
+SELECT stage,
+       CASE WHEN lease_expires_at IS NULL THEN 'queued'
+            WHEN lease_expires_at < now() THEN 'stalled'
+            ELSE 'running' END AS state,
+       count(*),
+       coalesce(sum(duration_seconds), 0)
+FROM audio_files
+WHERE status IN ('pending', 'processing')
+GROUP BY 1, 2""")
+
+_FINISHED_SQL = text("""
+SELECT status, count(*)
+FROM audio_files
+WHERE status IN ('completed', 'failed')
+  AND processing_completed_at >= now() - make_interval(secs => :window)
+GROUP BY status""")
+
+_STEP_SECONDS_SQL = text("""
+WITH steps AS (
+    SELECT s.key AS step, (s.value #>> '{}')::double precision AS seconds
+    FROM audio_files f
+    CROSS JOIN LATERAL jsonb_each(
+        CASE WHEN jsonb_typeof(f.metadata -> 'stage_seconds') = 'object'
+             THEN f.metadata -> 'stage_seconds' ELSE '{}'::jsonb END) AS s
+    WHERE f.status = 'completed'
+      AND f.processing_completed_at >= now() - make_interval(secs => :window)
+      AND jsonb_typeof(s.value) = 'number'
+),
+totals AS (
+    SELECT step, count(*) AS n, sum(seconds) AS total FROM steps GROUP BY step
+),
+buckets AS (
+    SELECT step, array_agg(below ORDER BY le) AS cumulative
+    FROM (
+        SELECT step, le, count(*) FILTER (WHERE seconds <= le) AS below
+        FROM steps CROSS JOIN unnest(CAST(:bounds AS double precision[])) AS b(le)
+        GROUP BY step, le
+    ) AS per_bound
+    GROUP BY step
+)
+SELECT t.step, t.n, t.total, b.cumulative
+FROM totals t JOIN buckets b USING (step)
+ORDER BY t.step""")
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists kombu keeps for one queue: the plain name and each priority step's."""
+    return [queue if step == 0 else f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS]
+
+
+def _gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+class PipelineCollector:
+    """A prometheus-client collector: one read of PostgreSQL and one of Redis per scrape.
+
+    A source that does not answer makes ``teleai_up{source=...}`` 0 and drops that source's
+    metrics from this scrape instead of failing the whole scrape.
+    """
+
+    def __init__(self, database_url: str, broker_url: str, queues: Sequence[str]) -> None:
+        self._database_url = database_url
+        self._redis = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=5)
+        self._queues = tuple(queues)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
+        up = _gauge("teleai_up", "1 when the source answered this scrape.", ["source"])
+        try:
+            with get_engine(self._database_url).connect() as conn, conn.begin():
+                database = list(self._database_metrics(conn))
+            up.add_metric(["postgresql"], 1)
+        except SQLAlchemyError as error:
+            log.warning("metrics_source_down", source="postgresql", error=str(error))
+            database = []
+            up.add_metric(["postgresql"], 0)
+        try:
+            broker = list(self._broker_metrics())
+            up.add_metric(["redis"], 1)
+        except redis.RedisError as error:
+            log.warning("metrics_source_down", source="redis", error=str(error))
+            broker = []
+            up.add_metric(["redis"], 0)
+        yield up
+        yield from database
+        yield from broker
+
+    def _database_metrics(
+        self, conn: Connection
+    ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+        conn.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+
+        by_status = {status: 0 for status in FileStatus}
+        by_status.update({FileStatus(s): n for s, n in conn.execute(_FILES_BY_STATUS_SQL)})
+        files = _gauge("teleai_files", "Audio files by status.", ["status"])
+        for status, count in by_status.items():
+            files.add_metric([status.value], count)
+        yield files
+
+        unfinished = {(stage, state): 0 for stage in Stage for state in UNFINISHED_STATES}
+        audio = dict.fromkeys(Stage, 0.0)
+        for stage, state, count, seconds in conn.execute(_UNFINISHED_SQL):
+            unfinished[Stage(stage), state] = count
+            audio[Stage(stage)] += float(seconds)
+        stages = _gauge(
+            "teleai_files_unfinished",
+            "Unfinished files by stage; state queued (waiting for a worker), running (leased) "
+            "or stalled (lease expired: the reaper re-enqueues it).",
+            ["stage", "state"],
+        )
+        for (stage, state), count in unfinished.items():
+            stages.add_metric([stage.value, state], count)
+        yield stages
+        backlog = _gauge(
+            "teleai_queued_audio_seconds",
+            "Seconds of audio in unfinished files by stage (files still at ingest are not "
+            "probed yet and count 0): the backlog to autoscale transcription workers on.",
+            ["stage"],
+        )
+        for stage, seconds in audio.items():
+            backlog.add_metric([stage.value], seconds)
+        yield backlog
+
+        finished = {"completed": 0, "failed": 0}
+        for outcome, count in conn.execute(_FINISHED_SQL, {"window": WINDOW_SECONDS}):
+            finished[outcome] = count
+        recent = _gauge(
+            "teleai_files_finished_last_hour",
+            "Files completed or failed in the last hour.",
+            ["status"],
+        )
+        for outcome, count in finished.items():
+            recent.add_metric([outcome], count)
+        yield recent
+
+        yield from self._step_metrics(conn)
+
+    def _step_metrics(
+        self, conn: Connection
+    ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
+        rows = conn.execute(
+            _STEP_SECONDS_SQL, {"window": WINDOW_SECONDS, "bounds": list(STEP_BUCKETS)}
+        ).all()
+        average = _gauge(
+            "teleai_stage_seconds_avg",
+            "Mean seconds per step (metadata.stage_seconds) of files completed in the last hour.",
+            ["step"],
+        )
+        histogram = GaugeHistogramMetricFamily(
+            "teleai_stage_seconds",
+            "Seconds per step (metadata.stage_seconds) of files completed in the last hour.",
+            labels=["step"],
+        )
+        for step, count, total, cumulative in rows:
+            average.add_metric([step], float(total) / count)
+            buckets = [(str(le), float(n)) for le, n in zip(STEP_BUCKETS, cumulative, strict=True)]
+            histogram.add_metric([step], [*buckets, ("+Inf", float(count))], float(total))
+        yield average
+        yield histogram
+
+    def _broker_metrics(self) -> Iterator[GaugeMetricFamily]:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for queue in self._queues:
+                for key in queue_keys(queue):
+                    pipe.llen(key)
+            pipe.hlen(Channel.unacked_key)
+            lengths: list[int] = pipe.execute()  # type: ignore[no-untyped-call]  # redis stubs
+        depth = _gauge(
+            "teleai_queue_messages", "Messages waiting in each Celery queue (Redis).", ["queue"]
+        )
+        per_queue = len(PRIORITY_STEPS)
+        for index, queue in enumerate(self._queues):
+            depth.add_metric([queue], sum(lengths[index * per_queue : (index + 1) * per_queue]))
+        yield depth
+        unacked = _gauge(
+            "teleai_queue_unacked_messages",
+            "Messages delivered to workers and not yet acknowledged (tasks running or reserved).",
+        )
+        unacked.add_metric([], lengths[-1])
+        yield unacked
+
+
+def build_registry(database_url: str, broker_url: str, queues: Sequence[str]) -> CollectorRegistry:
+    """A registry holding only the pipeline collector (nothing is read until a scrape)."""
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(database_url, broker_url, queues))
+    return registry
+
+
+def serve(registry: CollectorRegistry, *, host: str, port: int) -> WSGIServer:
+    """Serve ``/metrics`` from a background thread; returns the server (call ``shutdown()``)."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
+# --- one summary line per finished job -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished file's row says about its run, read after the final write."""
+
+    file_id: uuid.UUID
+    status: str
+    stage: str
+    attempts: int
+    file_format: str
+    duration_seconds: Decimal | None
+    stage_seconds: dict[str, float]
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    error_message: str | None
+
+
+def job_summary_fields(outcome: JobOutcome) -> dict[str, Any]:
+    """The fields of the ``job_finished`` log line: grep-able, and enough to chart from logs."""
+    fields: dict[str, Any] = {
+        "file_id": str(outcome.file_id),
+        "outcome": outcome.status,
+        "stage": outcome.stage,
+        "attempt": outcome.attempts,
+        "format": outcome.file_format,
+        "audio_seconds": float(outcome.duration_seconds)
+        if outcome.duration_seconds is not None
+        else None,
+        "stage_seconds": {name: round(float(s), 3) for name, s in outcome.stage_seconds.items()},
+    }
+    if outcome.started_at is not None and outcome.completed_at is not None:
+        wall = (outcome.completed_at - outcome.started_at).total_seconds()
+        fields["wall_seconds"] = round(wall, 3)
+        if fields["audio_seconds"] and wall > 0:
+            fields["realtime_factor"] = round(fields["audio_seconds"] / wall, 2)
+    if outcome.error_message:
+        fields["error"] = outcome.error_message
+    return fields
+
+
+def read_job_outcome(session: Session, file_id: uuid.UUID) -> JobOutcome | None:
+    """The row's current state (columns, not an ORM object, so it reflects the final UPDATE)."""
+    row = session.execute(
+        select(
+            AudioFile.status,
+            AudioFile.stage,
+            AudioFile.attempts,
+            AudioFile.file_format,
+            AudioFile.duration_seconds,
+            AudioFile.metadata_["stage_seconds"],
+            AudioFile.processing_started_at,
+            AudioFile.processing_completed_at,
+            AudioFile.error_message,
+        ).where(AudioFile.id == file_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    status, stage, attempts, fmt, duration, seconds, started, completed, error = row
+    numeric = {
+        name: float(value)
+        for name, value in (seconds if isinstance(seconds, dict) else {}).items()
+        if isinstance(value, int | float)
+    }
+    return JobOutcome(
+        file_id, status, stage, attempts, fmt, duration, numeric, started, completed, error
+    )
+
+
+def log_job_summary(
+    session: Session, file_id: uuid.UUID, *, logger: Any = None
+) -> dict[str, Any] | None:
+    """Log ONE ``job_finished`` line for a file that just completed or failed; returns its fields.
+
+    Call it in the transaction that wrote the final state (after ``jobs.complete`` or
+    ``jobs.fail`` returned True), so the line is logged once per finished job.
+    """
+    outcome = read_job_outcome(session, file_id)
+    if outcome is None:
+        return None
+    fields = job_summary_fields(outcome)
+    (logger or log).info("job_finished", **fields)
+    return fields
