@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.analysis.chunking import SizeFn, bounded_sentences, chunk_text, word_count
+from pipeline.analysis.embedding import tokenizer_counter
 from pipeline.analysis.models import load_text_classifier, load_vader
 from pipeline.analysis.records import AnalysisInput, AnalysisResult
 from pipeline.settings import Settings
@@ -120,12 +121,12 @@ def _transformers_backend(settings: Settings) -> _Backend:
     classifier = load_text_classifier(settings.sentiment_model, settings.hub_downloads)
     tokenizer = classifier.tokenizer
     limit = int(tokenizer.model_max_length)
-    if limit > 100_000:
-        limit = DEFAULT_MAX_TOKENS
+    if limit > 100_000:  # the tokenizer does not know; the model's position table still bounds it
+        positions = getattr(classifier.model.config, "max_position_embeddings", None)
+        limit = min(DEFAULT_MAX_TOKENS, int(positions or DEFAULT_MAX_TOKENS))
     budget = max(8, limit - int(tokenizer.num_special_tokens_to_add()) - _TOKEN_MARGIN)
 
-    def count(text: str) -> int:
-        return len(tokenizer.tokenize(text))
+    count = tokenizer_counter(tokenizer)
 
     def score(units: list[str]) -> list[Scores]:
         predictions = classifier(units, batch_size=_BATCH_SIZE, truncation=True, top_k=None)

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.cli import admin, files, inspect, metrics, ops, watch  # noqa: F401  (modules register their commands)
+# Importing a module registers its commands.
+from pipeline.cli import (  # noqa: F401
+    admin,
+    backup,
+    files,
+    inspect,
+    metrics,
+    ops,
+    stats,
+    watch,
+)
 from pipeline.cli.common import app
 
 __all__ = ["app", "main"]

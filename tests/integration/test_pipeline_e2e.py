@@ -291,3 +291,19 @@ def test_errors_are_one_line_with_documented_exit_codes(pipeline: Pipeline) -> N
     )
     assert down.returncode == 3 and "PostgreSQL is not reachable" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_stats_show_queues_workers_and_throughput(
+    pipeline: Pipeline, processed: dict[str, dict[str, Any]]
+) -> None:
+    import json
+
+    stats = json.loads(pipeline.cli("stats", "--json", check=True).stdout)
+    assert set(stats["queue_depth"]) == {"ingest", "transcribe", "analyze"}
+    assert stats["files_by_status"]["completed"] >= len(FORMATS)
+    assert stats["finished_last_hour"]["completed"] >= len(FORMATS)
+    assert stats["avg_stage_seconds_last_hour"]["transcribe"] > 0
+    assert stats["sources_up"] == {"postgresql": 1.0, "redis": 1.0}
+    assert [w["name"] for w in stats["workers"]], "the running worker answers inspect"
+    screen = pipeline.cli("stats", check=True).stdout
+    assert "processing queue" in screen and "celery queues" in screen
