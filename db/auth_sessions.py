@@ -4,6 +4,12 @@ The raw token is 256 random bits, handed to the client once. Looking a token up 
 what the client sent means a database dump or a timing side channel reveals nothing usable: the
 comparison is over a hash the attacker cannot steer towards a valid token. All times come from
 the database clock (``now()``), so application hosts with skewed clocks agree on expiry.
+
+Expiry is enforced here, on the server: an absolute lifetime (``expires_at``, fixed at creation)
+and an idle timeout (no use for :data:`DEFAULT_IDLE_TIMEOUT`). A login always issues a new
+token (never reuses one from before authentication, which rules out session fixation);
+:func:`rotate_session` swaps a live token for a new one, and a role change or deactivation
+revokes all of a user's sessions (``db.users``).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import ipaddress
 import secrets
 import uuid
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from db import models
 
 TOKEN_BYTES = 32
+# OWASP Session Management: 15-30 minutes of inactivity for an ordinary application.
+DEFAULT_IDLE_TIMEOUT = dt.timedelta(minutes=30)
 # Longer user agents are cut: the column is for display, not for fingerprinting.
 MAX_USER_AGENT_CHARS = 1024
 
@@ -70,12 +78,12 @@ def create_session(
 
 
 def verify_session(
-    session: Session, token: str, *, idle_timeout: dt.timedelta | None = None
+    session: Session, token: str, *, idle_timeout: dt.timedelta | None = DEFAULT_IDLE_TIMEOUT
 ) -> models.Session | None:
     """The live session for ``token``, else None; a hit counts as activity.
 
-    Live means: not revoked, not expired, used within ``idle_timeout`` (when given), and owned
-    by an active, not soft-deleted user.
+    Live means: not revoked, not expired, used within ``idle_timeout`` (``None`` turns the idle
+    check off), and owned by an active, not soft-deleted user.
     """
     stmt = (
         select(models.Session)
@@ -113,6 +121,31 @@ def revoke_session(session: Session, session_id: uuid.UUID) -> bool:
     return session.execute(stmt).first() is not None
 
 
+def rotate_session(
+    session: Session,
+    token: str,
+    *,
+    ttl: dt.timedelta,
+    idle_timeout: dt.timedelta | None = DEFAULT_IDLE_TIMEOUT,
+) -> tuple[models.Session, str] | None:
+    """Replace the live session of ``token`` by a new one (new token, same user and client).
+
+    The old session is revoked in the same transaction. Of two concurrent rotations of one
+    token only the first wins (the revoke is conditional on the row still being live); the
+    other gets None, as does a dead or unknown token.
+    """
+    current = verify_session(session, token, idle_timeout=idle_timeout)
+    if current is None or not revoke_session(session, current.id):
+        return None
+    return create_session(
+        session,
+        current.user_id,
+        ip_address=current.ip_address,
+        user_agent=current.user_agent,
+        ttl=ttl,
+    )
+
+
 def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> int:
     """Revoke every live session of a user (logout everywhere); returns how many."""
     stmt = (
@@ -128,16 +161,10 @@ def delete_expired_sessions(session: Session, *, older_than: dt.timedelta) -> in
     """Delete sessions that expired, or were revoked, more than ``older_than`` ago.
 
     The grace period keeps recent dead sessions around for audit ("why was I logged out?").
+    Runs the SECURITY DEFINER function ``purge_expired_sessions`` (migration 002), so a worker
+    role that may not read sessions can still clean them up.
     """
-    cutoff = database_now(session) - older_than
-    stmt = (
-        delete(models.Session)
-        .where(
-            or_(
-                models.Session.expires_at < cutoff,
-                models.Session.revoked_at < cutoff,
-            )
-        )
-        .returning(models.Session.id)
-    )
-    return len(session.execute(stmt).all())
+    deleted = session.execute(
+        text("SELECT purge_expired_sessions(:older_than)"), {"older_than": older_than}
+    ).scalar_one()
+    return int(deleted)

@@ -305,3 +305,41 @@ class Analysis(Base):
     processing_time_seconds: Mapped[Decimal | None] = mapped_column(Numeric(10, 3))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class AuditOperation(enum.StrEnum):
+    INSERT = "INSERT"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+class AuditLog(Base):
+    """One row change of a main table, written by the ``audit_row_change`` trigger (002).
+
+    Read-only for everyone but the owner; ``password_hash``/``token_hash`` are redacted in the
+    JSON. ``db_role`` is the role that ran the statement, ``app_user_id`` the acting app user.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("operation", AuditOperation), name="operation"),
+        CheckConstraint(
+            "(operation = 'INSERT' AND old_data IS NULL AND new_data IS NOT NULL)"
+            " OR (operation = 'UPDATE' AND old_data IS NOT NULL AND new_data IS NOT NULL)"
+            " OR (operation = 'DELETE' AND old_data IS NOT NULL AND new_data IS NULL)",
+            name="data_present",
+        ),
+        Index("idx_audit_log_table_name_row_id", "table_name", "row_id"),
+        Index("idx_audit_log_occurred_at", "occurred_at"),
+        Index("idx_audit_log_app_user_id", "app_user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    table_name: Mapped[str] = mapped_column(String(63))
+    operation: Mapped[str] = mapped_column(String(6))
+    row_id: Mapped[uuid.UUID | None]
+    app_user_id: Mapped[uuid.UUID | None]
+    db_role: Mapped[str] = mapped_column(String(63))
+    old_data: Mapped[dict[str, Any] | None]
+    new_data: Mapped[dict[str, Any] | None]

@@ -193,8 +193,13 @@ def index_usage(session: Session) -> list[IndexUsage]:
 
 
 def refresh_analytics(session: Session) -> None:
-    """Recompute file_processing_analytics without blocking its readers (needs its unique index)."""
-    session.execute(text(REFRESH_ANALYTICS_SQL))
+    """Recompute file_processing_analytics without blocking its readers (needs its unique index).
+
+    Runs the spec's ``REFRESH … CONCURRENTLY`` through ``refresh_file_processing_analytics()``
+    (migration 002, SECURITY DEFINER): only the view's owner may refresh it, and the worker
+    role that runs the beat job is not the owner.
+    """
+    session.execute(text("SELECT refresh_file_processing_analytics()"))
 
 
 def daily_analytics(session: Session) -> list[DailyAnalytics]:

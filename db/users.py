@@ -8,6 +8,7 @@ unique constraint and the login lookup agree on what "the same address" is.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import uuid
 from functools import lru_cache
@@ -19,7 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from db.auth_sessions import database_now, revoke_all_sessions
+from db import models
+from db.auth_sessions import create_session, database_now, revoke_all_sessions
 from db.models import Role, User
 
 # OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB, t=2, p=1 (the minimum it recommends).
@@ -143,6 +145,29 @@ def authenticate(session: Session, login: str, password: str) -> User | None:
     return user
 
 
+def login(
+    session: Session,
+    login_name: str,
+    password: str,
+    *,
+    ip_address: str | None,
+    user_agent: str | None,
+    ttl: dt.timedelta,
+) -> tuple[User, models.Session, str] | None:
+    """Authenticate and open a new session: (user, session row, raw token), or None.
+
+    Every login issues a fresh token; a token the client held before is never promoted to an
+    authenticated one (no session fixation).
+    """
+    user = authenticate(session, login_name, password)
+    if user is None:
+        return None
+    row, token = create_session(
+        session, user.id, ip_address=ip_address, user_agent=user_agent, ttl=ttl
+    )
+    return user, row, token
+
+
 def get_or_create_operator(session: Session, login: str | None) -> User:
     """The account that local commands act as.
 
@@ -211,10 +236,16 @@ def reactivate_user(session: Session, user_id: uuid.UUID) -> None:
 
 
 def set_role(session: Session, user_id: uuid.UUID, role: str) -> None:
-    """Change a user's role; an unknown role raises :class:`ValueError` before any SQL."""
+    """Change a user's role and end their sessions; an unknown role raises before any SQL.
+
+    A token issued under the old role must not keep working under the new one (nor a demoted
+    admin keep an admin session), so a real change logs the user out everywhere.
+    """
     value = Role(role).value
     user = _get_user(session, user_id)
-    user.role = value
+    if user.role != value:
+        user.role = value
+        revoke_all_sessions(session, user.id)
     session.flush()
 
 

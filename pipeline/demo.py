@@ -1,13 +1,16 @@
 """The main job in one command (`make demo`): database, workers, sample audio, results, shutdown.
 
-It creates the database when missing, applies migrations, prints a schema summary, starts a
-real Celery worker, speaks a few sentences with espeak-ng (or uses the sample the project
-ships), ingests them with live progress, prints transcripts, analyses and the queue stats, and
-stops the worker cleanly.
+It picks PostgreSQL and Redis (the configured or local ones, else embedded ones under
+``TELEAI_DEMO_DIR``, default ``var/demo``: see :mod:`pipeline.embedded`), creates the database
+when missing, applies migrations, prints a schema summary, starts a real Celery worker, speaks a
+few sentences with espeak-ng (or uses the sample the project ships), ingests them with live
+progress, prints transcripts, analyses and the queue stats, and stops the worker, then the
+embedded servers, also on Ctrl-C. Exits 1 when a file did not complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -22,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import make_url
 
-from db.engine import libpq_url
+from db.engine import dispose_all, libpq_url
+from pipeline.embedded import demo_services
 from pipeline.settings import Settings, get_settings
 
 console = Console()
@@ -76,15 +80,25 @@ def schema_summary(url: str) -> Table:
 
 
 def make_samples(directory: Path) -> list[Path]:
-    """Speak the demo sentences into MP3 and WAV, or fall back to the shipped sample."""
+    """Speak the demo sentences into MP3 and OGG (WAV without ffmpeg), or fall back to the
+    shipped sample when espeak-ng is missing."""
     directory.mkdir(parents=True, exist_ok=True)
-    if not (shutil.which("espeak-ng") and shutil.which("ffmpeg")):
-        console.print("espeak-ng/ffmpeg not found: using the sample shipped with the project")
+    if not shutil.which("espeak-ng"):
+        console.print(
+            f"espeak-ng not found: using the sample shipped with the project ({SAMPLE.name})"
+        )
         return [SAMPLE]
+    formats = ("mp3", "ogg")
+    if not shutil.which("ffmpeg"):
+        console.print("ffmpeg not found: ingesting the WAV files espeak-ng writes")
+        formats = ("wav", "wav")
     paths = []
-    for (name, text), fmt in zip(SENTENCES.items(), ("mp3", "ogg"), strict=True):
+    for (name, text), fmt in zip(SENTENCES.items(), formats, strict=True):
         wav = directory / f"{name}.wav"
         subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+        if fmt == "wav":
+            paths.append(wav)
+            continue
         out = directory / f"{name}.{fmt}"
         subprocess.run(
             ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), str(out)],
@@ -118,50 +132,92 @@ def start_worker(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
         start_new_session=True,
         env=os.environ.copy(),
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the worker exited at start; see {log_file}")
-        if "ready." in log_file.read_text(errors="replace"):
-            return proc
-        time.sleep(0.3)
-    stop_worker(proc)
-    raise SystemExit(f"the worker did not start in 120 s; see {log_file}")
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the worker exited at start; see {log_file}")
+            if "ready." in log_file.read_text(errors="replace"):
+                return proc
+            time.sleep(0.3)
+        raise SystemExit(f"the worker did not start in 120 s; see {log_file}")
+    except BaseException:  # also Ctrl-C while waiting: the worker has its own session
+        stop_worker(proc)
+        raise
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Warm shutdown (SIGTERM: running tasks finish), SIGKILL after ``timeout`` or on a second
+    Ctrl-C; always the whole process group, so no pool child outlives it."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
 
 
-def main() -> None:
+def _exit_on_termination() -> None:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so the servers the demo started are stopped too."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def run(work: Path, *, storage_default: bool) -> bool:
+    """The demo proper, against the services in ``TELEAI_*``. True when every file completed."""
     from pipeline.cli import files as cli
     from pipeline.cli import ops
 
+    if storage_default:
+        os.environ.setdefault("TELEAI_STORAGE_DIR", str(work / "storage"))
+        get_settings.cache_clear()
     settings = get_settings()
     url = settings.sqlalchemy_url()
-    work = Path(os.environ.get("TELEAI_DEMO_DIR", "var/demo"))
     ensure_database(url)
     ops.db_upgrade(target=None)
     console.print(schema_summary(url))
     samples = make_samples(work / "audio")
     console.print(f"starting a worker (log: {work / 'worker.log'})")
     worker = start_worker(settings, work / "worker.log")
+    console.print(f"worker ready (pid {worker.pid})")
     try:
         rows = cli.submit_paths([str(p) for p in samples], user=None, force=True)
         ids = [row["id"] for row in rows if row["id"]]
-        cli.wait_for(ids, timeout=600, live=True)
+        states = cli.wait_for(ids, timeout=600, live=True)
         for file_id in ids:
             cli.print_report(file_id)
         cli.print_queue_stats()
+        return bool(ids) and all(states.get(i, {}).get("status") == "completed" for i in ids)
     finally:
         console.print("stopping the worker")
         stop_worker(worker)
+        dispose_all()  # close this process's pooled sessions before the database stops
+
+
+def main() -> None:
+    work = Path(os.environ.get("TELEAI_DEMO_DIR", "var/demo")).absolute()
+    _exit_on_termination()
+
+    def announce(line: str) -> None:
+        console.print(line, highlight=False)
+
+    try:
+        with demo_services(work, announce=announce) as services:
+            ok = run(work, storage_default=services.embedded_database)
+    except KeyboardInterrupt:
+        console.print("interrupted; everything the demo started is stopped")
+        raise SystemExit(130) from None
+    if not ok:
+        console.print("[bold red]not every file completed[/]")
+        raise SystemExit(1)
+    console.print("[bold green]demo completed[/]")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
 # Make this machine ready to run TeleAI Pro and its tests: system tools, services, virtualenv.
 # Idempotent: every step checks before it acts. Used by `make setup`, `make test`, `make demo`
-# and CI. Set TELEAI_SKIP_SERVICES=1 to leave PostgreSQL/Redis alone (embedded demo, remote).
+# and CI.
+#   TELEAI_SETUP_SYSTEM=require (default; tests and CI): ffmpeg, espeak-ng, PostgreSQL and Redis
+#     on 127.0.0.1 must be there afterwards, or the script fails.
+#   TELEAI_SETUP_SYSTEM=optional (`make demo`): the same attempts, but what is still missing is a
+#     warning: the demo then starts embedded PostgreSQL/Valkey and uses the shipped sample.
+#   TELEAI_SKIP_SERVICES=1: leave PostgreSQL/Redis alone (remote servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+system_mode=${TELEAI_SETUP_SYSTEM:-require}
+case "$system_mode" in
+  require|optional) ;;
+  *) echo "TELEAI_SETUP_SYSTEM must be 'require' or 'optional', not '$system_mode'" >&2; exit 2 ;;
+esac
+# Something the machine lacks: fatal when required, a warning (with what happens instead) if not.
+lacking() {
+  if [ "$system_mode" = require ]; then
+    echo "error: $1" >&2
+    exit 1
+  fi
+  printf '\033[33mwarning:\033[0m %s: %s\n' "$1" "$2" >&2
+}
 
 # --- system packages: ffmpeg (decode/probe/convert), espeak-ng (test speech) -----------------
 missing=()
@@ -14,31 +32,34 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]} with apt"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+      || lacking "could not install ${missing[*]} with apt" "the demo uses its shipped sample and PyAV"
   else
-    echo "missing system packages: ${missing[*]} (install them with your package manager)" >&2
-    exit 1
+    lacking "missing system packages: ${missing[*]} (install them with your package manager)" \
+      "the demo uses its shipped sample and PyAV"
   fi
 fi
 
 # --- services: PostgreSQL 15 and Redis on 127.0.0.1, started when installed but not answering --
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
+wait_up() { for _ in $(seq 1 30); do "$1" && return 0; sleep 1; done; return 1; }
 if [ "${TELEAI_SKIP_SERVICES:-0}" != 1 ]; then
-  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! pg_up; then
     if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
       say "starting PostgreSQL"
-      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+      wait_up pg_up || true
     fi
-    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-    pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
+    pg_up || lacking "PostgreSQL is not answering on 127.0.0.1:5432" "the demo starts an embedded one"
   fi
-  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  if ! redis_up; then
     if command -v redis-server >/dev/null; then
       say "starting Redis"
-      redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+      redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null || true
+      wait_up redis_up || true
     fi
-    for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
-    redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { echo "Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
+    redis_up || lacking "Redis is not answering on 127.0.0.1:6379" "the demo starts an embedded Valkey"
   fi
 fi
 
@@ -53,6 +74,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing TeleAI Pro into .venv (CPU torch first, so nothing pulls a CUDA build)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q -e ".[dev,embedded]"
   touch "$stamp"
 fi

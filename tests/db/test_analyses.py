@@ -70,9 +70,7 @@ def test_each_transcription_version_has_its_own_analyses(session: Session) -> No
 
 def test_concurrent_redelivery_writes_one_row(engine: Engine) -> None:
     with unit_of_work(engine) as session:
-        transcription_id = make_transcription(
-            session, make_file(session, make_user(session))
-        ).id
+        transcription_id = make_transcription(session, make_file(session, make_user(session))).id
     workers = 3
     barrier = threading.Barrier(workers)
     ids: list[uuid.UUID] = []

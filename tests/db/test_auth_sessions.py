@@ -226,3 +226,61 @@ def test_returned_rows_stay_readable_after_the_unit_of_work(engine: Engine) -> N
         gone = session.get(User, user.id)
     assert gone is not None
     assert gone.deleted_at is not None
+
+
+def test_tokens_carry_at_least_256_random_bits() -> None:
+    assert auth_sessions.TOKEN_BYTES * 8 >= 256
+
+
+def test_idle_timeout_applies_by_default(session: Session) -> None:
+    user = make_user(session)
+    row, token = auth_sessions.create_session(
+        session, user.id, ip_address=None, user_agent=None, ttl=dt.timedelta(days=1)
+    )
+    idle = auth_sessions.DEFAULT_IDLE_TIMEOUT
+    assert dt.timedelta(minutes=5) <= idle <= dt.timedelta(minutes=30)
+    _age(session, row.id, created_at="3 hours", last_accessed_at=f"{idle.seconds - 60} seconds")
+    assert auth_sessions.verify_session(session, token) is row
+    _age(session, row.id, last_accessed_at=f"{idle.seconds + 60} seconds")
+    assert auth_sessions.verify_session(session, token) is None
+    assert auth_sessions.verify_session(session, token, idle_timeout=None) is row
+
+
+def test_rotation_issues_a_new_token_and_revokes_the_old(session: Session) -> None:
+    user = make_user(session)
+    old, token = auth_sessions.create_session(
+        session, user.id, ip_address="198.51.100.7", user_agent="phone", ttl=HOUR
+    )
+    rotated = auth_sessions.rotate_session(session, token, ttl=2 * HOUR)
+    assert rotated is not None
+    new, new_token = rotated
+    assert new_token != token
+    assert new.id != old.id
+    assert (new.user_id, new.ip_address, new.user_agent) == (user.id, "198.51.100.7", "phone")
+    assert new.expires_at - new.created_at == 2 * HOUR
+    session.refresh(old)
+    assert old.is_revoked
+    assert auth_sessions.verify_session(session, token) is None
+    assert auth_sessions.verify_session(session, new_token) is new
+    # The old token cannot be rotated again (a replayed rotation gets nothing).
+    assert auth_sessions.rotate_session(session, token, ttl=HOUR) is None
+    assert auth_sessions.rotate_session(session, "unknown", ttl=HOUR) is None
+
+
+def test_every_login_issues_a_fresh_token(session: Session) -> None:
+    make_user(session, "returning")
+    tokens = set()
+    for _ in range(2):
+        logged_in = users.login(
+            session, "returning", PASSWORD, ip_address=None, user_agent=None, ttl=HOUR
+        )
+        assert logged_in is not None
+        user, row, token = logged_in
+        assert row.user_id == user.id
+        assert auth_sessions.verify_session(session, token) is row
+        tokens.add(token)
+    assert len(tokens) == 2
+    assert (
+        users.login(session, "returning", "wrong", ip_address=None, user_agent=None, ttl=HOUR)
+        is None
+    )

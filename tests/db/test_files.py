@@ -118,9 +118,7 @@ def test_listing_uses_the_user_created_at_index(session: Session) -> None:
         event.remove(connection, "before_cursor_execute", capture)
     statement, params = captured[-1]
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    plan = "\n".join(
-        row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params)
-    )
+    plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params))
     assert "idx_audio_files_user_id_created_at" in plan
 
 

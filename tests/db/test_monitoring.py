@@ -61,17 +61,39 @@ def _file(
 def test_refresh_concurrently_and_hand_computed_numbers(engine: Engine) -> None:
     with unit_of_work(engine) as session:
         uid = make_user(session).id
-        _file(session, uid, fmt="mp3", status="completed", created="2025-06-01T08:00:00Z",
-              size=1000, duration=10.0, processing=2.0)
-        _file(session, uid, fmt="mp3", status="completed", created="2025-06-01T20:00:00Z",
-              size=3000, duration=30.0, processing=4.0)
-        _file(session, uid, fmt="wav", status="failed", created="2025-06-01T12:00:00Z",
-              size=500)
+        _file(
+            session,
+            uid,
+            fmt="mp3",
+            status="completed",
+            created="2025-06-01T08:00:00Z",
+            size=1000,
+            duration=10.0,
+            processing=2.0,
+        )
+        _file(
+            session,
+            uid,
+            fmt="mp3",
+            status="completed",
+            created="2025-06-01T20:00:00Z",
+            size=3000,
+            duration=30.0,
+            processing=4.0,
+        )
+        _file(session, uid, fmt="wav", status="failed", created="2025-06-01T12:00:00Z", size=500)
         # 23:30 UTC is already June 3rd in Tokyo: days must be UTC days whatever the TimeZone.
-        _file(session, uid, fmt="mp3", status="completed", created="2025-06-02T23:30:00Z",
-              size=2000, duration=20.5, processing=1.5)
-        _file(session, uid, fmt="flac", status="pending", created="2025-06-02T00:00:00Z",
-              size=7000)
+        _file(
+            session,
+            uid,
+            fmt="mp3",
+            status="completed",
+            created="2025-06-02T23:30:00Z",
+            size=2000,
+            duration=20.5,
+            processing=1.5,
+        )
+        _file(session, uid, fmt="flac", status="pending", created="2025-06-02T00:00:00Z", size=7000)
 
     with unit_of_work(engine) as session:
         assert monitoring.daily_analytics(session) == []  # not refreshed yet
@@ -89,8 +111,16 @@ def test_refresh_concurrently_and_hand_computed_numbers(engine: Engine) -> None:
 
     # A second concurrent refresh with rows present picks up changes.
     with unit_of_work(engine) as session:
-        _file(session, uid, fmt="mp3", status="completed", created="2025-06-02T01:00:00Z",
-              size=4000, duration=9.5, processing=0.5)
+        _file(
+            session,
+            uid,
+            fmt="mp3",
+            status="completed",
+            created="2025-06-02T01:00:00Z",
+            size=4000,
+            duration=9.5,
+            processing=0.5,
+        )
     with unit_of_work(engine) as session:
         assert monitoring.daily_analytics(session) == expected  # still the snapshot
         monitoring.refresh_analytics(session)

@@ -74,7 +74,7 @@ def test_results_are_limited_to_one_user_when_asked(session: Session, owner: Use
 
 HOSTILE = [
     "'; DROP TABLE users;--",
-    "\"; DROP TABLE transcriptions; --",
+    '"; DROP TABLE transcriptions; --',
     "' OR '1'='1",
     "a & | ! :*",
     "!!!",
@@ -137,7 +137,5 @@ def test_search_can_use_the_gin_index(session: Session, owner: User) -> None:
     # back with the test) and without sequential scans, the match must come from the GIN index.
     connection.exec_driver_sql("DROP INDEX uq_transcriptions_latest")
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    plan = "\n".join(
-        row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params)
-    )
+    plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params))
     assert "Bitmap Index Scan on idx_transcriptions_search_vector" in plan, plan

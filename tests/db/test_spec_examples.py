@@ -81,9 +81,11 @@ def populated(engine: Engine) -> None:
     """One admin with a live session, a pending and a processing file; committed."""
     with unit_of_work(engine) as session:
         session.connection().exec_driver_sql(CREATE_USER)
-        user_id = session.connection().exec_driver_sql(
-            "SELECT id FROM users WHERE username = 'admin'"
-        ).scalar_one()
+        user_id = (
+            session.connection()
+            .exec_driver_sql("SELECT id FROM users WHERE username = 'admin'")
+            .scalar_one()
+        )
         create_session(
             session, user_id, ip_address="192.0.2.7", user_agent="curl", ttl=dt.timedelta(hours=1)
         )
@@ -117,7 +119,7 @@ def test_index_usage_spec_text_is_broken_and_the_fixed_query_works(
         )
         conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
         conn.commit()
-        with pytest.raises(ProgrammingError, match="column \"tablename\" does not exist"):
+        with pytest.raises(ProgrammingError, match='column "tablename" does not exist'):
             conn.exec_driver_sql(monitoring.SPEC_INDEX_USAGE_SQL)
         conn.rollback()
         with Session(bind=conn) as session:
@@ -151,7 +153,7 @@ def test_monitoring_function_on_a_session_fixture(session: Session) -> None:
 
 
 def test_backup_and_restore_commands(engine: Engine, populated: None, tmp_path: Path) -> None:
-    """"Backup and Recovery": pg_dump -F c, then pg_restore -c over the same database."""
+    """ "Backup and Recovery": pg_dump -F c, then pg_restore -c over the same database."""
     url = libpq_url(engine.url.render_as_string(hide_password=False))
     dump = tmp_path / "teleai_pro_backup.dump"
     for command in (
@@ -164,7 +166,9 @@ def test_backup_and_restore_commands(engine: Engine, populated: None, tmp_path: 
         assert [row.status for row in monitoring.processing_queue(session)] != []
         assert [row.username for row in monitoring.active_sessions(session)] == ["admin"]
         monitoring.refresh_analytics(session)  # the MV's unique index came back too
-        rls = session.connection().exec_driver_sql(
-            "SELECT count(*) FROM pg_class WHERE relrowsecurity AND relkind = 'r'"
-        ).scalar_one()
+        rls = (
+            session.connection()
+            .exec_driver_sql("SELECT count(*) FROM pg_class WHERE relrowsecurity AND relkind = 'r'")
+            .scalar_one()
+        )
     assert rls == 5

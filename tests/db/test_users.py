@@ -157,18 +157,14 @@ def test_active_email_lookup_can_use_the_partial_index(session: Session) -> None
     # the query; this rolls back with the test.
     connection.exec_driver_sql("ALTER TABLE users DROP CONSTRAINT uq_users_email")
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    plan = "\n".join(
-        row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params)
-    )
+    plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params))
     assert "idx_users_email_active" in plan
 
 
 def test_emails_are_unique_whatever_their_case(session: Session) -> None:
     make_user(session, "casey")
     with pytest.raises(IntegrityError) as caught, session.begin_nested():
-        users.create_user(
-            session, email="CASEY@example.org", username="casey2", password=PASSWORD
-        )
+        users.create_user(session, email="CASEY@example.org", username="casey2", password=PASSWORD)
     assert caught.value.orig is not None
     assert caught.value.orig.diag.constraint_name == "uq_users_email"  # type: ignore[attr-defined]
 
@@ -211,3 +207,19 @@ def test_set_role_and_unknown_ids(session: Session) -> None:
         users.create_user(
             session, email="r@example.org", username="rooty", password="x", role="root"
         )
+
+
+def test_a_role_change_ends_the_users_sessions(session: Session) -> None:
+    user, bystander = make_user(session, role="viewer"), make_user(session)
+    _, token = create_session(
+        session, user.id, ip_address=None, user_agent=None, ttl=dt.timedelta(hours=1)
+    )
+    _, kept = create_session(
+        session, bystander.id, ip_address=None, user_agent=None, ttl=dt.timedelta(hours=1)
+    )
+    users.set_role(session, user.id, "viewer")  # no change: the session lives on
+    assert verify_session(session, token) is not None
+
+    users.set_role(session, user.id, "admin")
+    assert verify_session(session, token) is None
+    assert verify_session(session, kept) is not None

@@ -60,7 +60,9 @@ class Pipeline:
     workers: list[subprocess.Popen[bytes]]
     log_dir: Path
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = False, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `teleai` command against this pipeline."""
         result = subprocess.run(
             [_teleai(), *args], env=self.env, capture_output=True, text=True, timeout=timeout
@@ -70,7 +72,9 @@ class Pipeline:
         return result
 
     def ingest(self, *paths: Path, extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        result = self.cli("ingest", *map(str, paths), "--wait", "--json", "--timeout", "600", *extra)
+        result = self.cli(
+            "ingest", *map(str, paths), "--wait", "--json", "--timeout", "600", *extra
+        )
         assert result.stdout.strip(), f"no output from teleai ingest: {result.stderr}"
         rows: list[dict[str, Any]] = json.loads(result.stdout)
         return rows
@@ -85,18 +89,39 @@ class Pipeline:
 
     def assert_workers_alive(self) -> None:
         for proc in self.workers:
-            assert proc.poll() is None, f"worker exited with {proc.returncode}:\n{self.worker_logs()[-4000:]}"
+            assert proc.poll() is None, (
+                f"worker exited with {proc.returncode}:\n{self.worker_logs()[-4000:]}"
+            )
 
 
-def start_worker(env: dict[str, str], log_file: Path, *, queues: str = "ingest,transcribe,analyze",
-                 concurrency: int = 2, name: str = "w1") -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str],
+    log_file: Path,
+    *,
+    queues: str = "ingest,transcribe,analyze",
+    concurrency: int = 2,
+    name: str = "w1",
+) -> subprocess.Popen[bytes]:
     """`celery -A workers.app worker` as a subprocess, returned once it answers a ping."""
     log = log_file.open("ab")
     proc = subprocess.Popen(
-        [str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-Q", queues,
-         f"--concurrency={concurrency}", "--loglevel=INFO", f"--hostname={name}@%h",
-         "--without-gossip", "--without-mingle"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "workers.app",
+            "worker",
+            "-Q",
+            queues,
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            f"--hostname={name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -124,20 +149,25 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 def pipeline_env(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEAI_")}
     base = redis_url.rsplit("/", 1)[0]
-    env.update({
-        "TELEAI_DATABASE_URL": database_url,
-        "TELEAI_BROKER_URL": redis_url,
-        "TELEAI_RESULT_BACKEND": f"{base}/6",
-        "TELEAI_STORAGE_DIR": str(storage_dir),
-        "TELEAI_LOG_LEVEL": "INFO",
-        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
-    })
+    env.update(
+        {
+            "TELEAI_DATABASE_URL": database_url,
+            "TELEAI_BROKER_URL": redis_url,
+            "TELEAI_RESULT_BACKEND": f"{base}/6",
+            "TELEAI_STORAGE_DIR": str(storage_dir),
+            "TELEAI_LOG_LEVEL": "INFO",
+            "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+        }
+    )
     return env
 
 
 @pytest.fixture(scope="module")
 def pipeline(
-    pg_admin: PgAdmin, template_database: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    pg_admin: PgAdmin,
+    template_database: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     """One database clone and one worker (2 processes, all queues) for the module."""
     name = pg_admin.new_name("e2e")
