@@ -47,16 +47,39 @@ def convert(src: Path, fmt: str, out: Path, *, sample_rate: int = 44100, channel
     out.parent.mkdir(parents=True, exist_ok=True)
     rate = 48000 if fmt == "webm" else sample_rate  # Opus only runs at 48 kHz
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(src),
-         "-ar", str(rate), "-ac", str(channels), *FORMAT_ARGS[fmt], str(out)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(src),
+            "-ar",
+            str(rate),
+            "-ac",
+            str(channels),
+            *FORMAT_ARGS[fmt],
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )
     return out
 
 
-def speech_file(text: str, fmt: str, directory: Path, *, stem: str = "speech",
-                voice: str = "en-us", sample_rate: int = 44100, channels: int = 2) -> Path:
+def speech_file(
+    text: str,
+    fmt: str,
+    directory: Path,
+    *,
+    stem: str = "speech",
+    voice: str = "en-us",
+    sample_rate: int = 44100,
+    channels: int = 2,
+) -> Path:
     """One call for tests: a spoken ``text`` in ``fmt`` inside ``directory``."""
     wav = espeak_wav(text, directory / f"{stem}.espeak.wav", voice=voice)
-    return convert(wav, fmt, directory / f"{stem}.{fmt}", sample_rate=sample_rate, channels=channels)
+    return convert(
+        wav, fmt, directory / f"{stem}.{fmt}", sample_rate=sample_rate, channels=channels
+    )

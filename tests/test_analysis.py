@@ -160,6 +160,7 @@ def test_an_unpunctuated_run_longer_than_the_model_limit_is_embedded_in_full(
     model = load_sentence_model(settings.embedding_model, settings.hub_downloads)
     cats = " ".join(["my cat sleeps on the warm sofa all afternoon"] * 40)
     finance = " ".join(["the bank raised interest rates and bond prices fell"] * 40)
+    assert model.max_seq_length is not None
     assert token_counter(model)(cats) == 360 > model.max_seq_length
     short, extended = embed_texts(model, [cats, f"{cats} {finance}"])
     assert float(short @ extended) < 0.95

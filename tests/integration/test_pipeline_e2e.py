@@ -37,7 +37,7 @@ def _wav_seconds(path: Path) -> float:
     import wave
 
     with wave.open(str(path)) as wav:
-        return wav.getnframes() / wav.getframerate()
+        return float(wav.getnframes()) / float(wav.getframerate())
 
 
 @pytest.fixture(scope="module")
