@@ -13,7 +13,6 @@ import sys
 from pipeline.cli import (  # noqa: F401
     admin,
     backup,
-    bench,
     files,
     inspect,
     metrics,
