@@ -10,13 +10,10 @@ embedded servers, also on Ctrl-C. Exits 1 when a file did not complete.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -27,7 +24,8 @@ from sqlalchemy import make_url
 
 from db.engine import dispose_all, libpq_url
 from pipeline.embedded import demo_services
-from pipeline.settings import Settings, get_settings
+from pipeline.settings import get_settings
+from workers.process import WorkerStartError, start_worker, stop_worker
 
 console = Console()
 
@@ -108,58 +106,6 @@ def make_samples(directory: Path) -> list[Path]:
     return paths
 
 
-def start_worker(settings: Settings, log_file: Path) -> subprocess.Popen[bytes]:
-    """A real Celery worker on all three queues, returned once it is ready."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    log = log_file.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "-Q",
-            "ingest,transcribe,analyze",
-            "--concurrency=2",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=os.environ.copy(),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"the worker exited at start; see {log_file}")
-            if "ready." in log_file.read_text(errors="replace"):
-                return proc
-            time.sleep(0.3)
-        raise SystemExit(f"the worker did not start in 120 s; see {log_file}")
-    except BaseException:  # also Ctrl-C while waiting: the worker has its own session
-        stop_worker(proc)
-        raise
-
-
-def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Warm shutdown (SIGTERM: running tasks finish), SIGKILL after ``timeout`` or on a second
-    Ctrl-C; always the whole process group, so no pool child outlives it."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _exit_on_termination() -> None:
     """SIGTERM/SIGHUP unwind like Ctrl-C, so the servers the demo started are stopped too."""
 
@@ -185,7 +131,10 @@ def run(work: Path, *, storage_default: bool) -> bool:
     console.print(schema_summary(url))
     samples = make_samples(work / "audio")
     console.print(f"starting a worker (log: {work / 'worker.log'})")
-    worker = start_worker(settings, work / "worker.log")
+    try:
+        worker = start_worker(work / "worker.log")
+    except WorkerStartError as error:
+        raise SystemExit(f"{error}; see {work / 'worker.log'}") from error
     console.print(f"worker ready (pid {worker.pid})")
     try:
         rows = cli.submit_paths([str(p) for p in samples], user=None, force=True)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,8 @@ import pytest
 import redis
 
 from tests.conftest import PgAdmin
+from workers import process
+from workers.process import ALL_QUEUES
 
 REDIS_URL = os.environ.get("TELEAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 VENV_BIN = Path(sys.executable).parent
@@ -98,52 +98,21 @@ def start_worker(
     env: dict[str, str],
     log_file: Path,
     *,
-    queues: str = "ingest,transcribe,analyze",
+    queues: str = ALL_QUEUES,
     concurrency: int = 2,
     name: str = "w1",
 ) -> subprocess.Popen[bytes]:
-    """`celery -A workers.app worker` as a subprocess, returned once it answers a ping."""
-    log = log_file.open("ab")
-    proc = subprocess.Popen(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "workers.app",
-            "worker",
-            "-Q",
-            queues,
-            f"--concurrency={concurrency}",
-            "--loglevel=INFO",
-            f"--hostname={name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"worker died at start:\n{log_file.read_text()[-4000:]}")
-        if "ready." in log_file.read_text(errors="replace"):
-            return proc
-        time.sleep(0.2)
-    stop_worker(proc)
-    raise AssertionError(f"worker not ready after 90 s:\n{log_file.read_text()[-4000:]}")
+    """A real worker subprocess (``workers.process``); a failed start fails with its log."""
+    try:
+        return process.start_worker(
+            log_file, env=env, queues=queues, concurrency=concurrency, name=name, ready_timeout=90
+        )
+    except process.WorkerStartError as error:
+        raise AssertionError(f"{error}:\n{log_file.read_text(errors='replace')[-4000:]}") from error
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """SIGTERM (warm shutdown), then SIGKILL the whole process group if it lingers."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    process.stop_worker(proc, timeout=timeout)
 
 
 def pipeline_env(database_url: str, redis_url: str, storage_dir: Path) -> dict[str, str]:
