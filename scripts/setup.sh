@@ -70,10 +70,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.teleai-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   say "installing TeleAI Pro into .venv (CPU torch first, so nothing pulls a CUDA build)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".[dev,embedded]"
+  .venv/bin/pip install -q -e ".[dev,embedded,ops]"
   touch "$stamp"
 fi
