@@ -324,7 +324,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_file: Path) -> str:
                 raise RuntimeError(f"Valkey exited with {proc.returncode}:\n{tail}")
             with suppress(redis.ConnectionError, redis.TimeoutError):
                 if client.ping():
-                    info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+                    info = client.info("server")
                     return str(info.get("valkey_version") or info.get("redis_version", "?"))
             time.sleep(0.1)
     raise RuntimeError(f"Valkey did not answer within {START_TIMEOUT_S:.0f} s; see {log_file}")

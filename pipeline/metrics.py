@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from wsgiref.simple_server import WSGIServer
 
 import redis
@@ -224,7 +224,8 @@ class PipelineCollector:
                 for key in queue_keys(queue):
                     pipe.llen(key)
             pipe.hlen(Channel.unacked_key)
-            lengths: list[int] = pipe.execute()  # type: ignore[no-untyped-call]  # redis stubs
+            # Untyped in some redis-py releases, typed in others: cast states what LLEN/HLEN give.
+            lengths = cast(list[int], pipe.execute())
         depth = _gauge(
             "teleai_queue_messages", "Messages waiting in each Celery queue (Redis).", ["queue"]
         )
