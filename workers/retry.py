@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
 from celery import Task
 
 from pipeline.errors import PermanentError, TransientError
@@ -22,7 +25,15 @@ else:
 class PipelineTask(_BaseTask):
     """Base task: retries :class:`TransientError` with exponential backoff and jitter."""
 
-    autoretry_for = (TransientError,)
+    # Our transient errors, plus lost connections outside a stage's work (claim, result write,
+    # sending the next message): the row's claim makes a retry safe.
+    autoretry_for = (
+        TransientError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        redis.exceptions.ConnectionError,
+        kombu.exceptions.OperationalError,
+    )
     retry_backoff = 2
     retry_backoff_max = 120
     retry_jitter = True

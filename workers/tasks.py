@@ -68,6 +68,7 @@ STAGE_TASKS = {Stage.INGEST: ingest, Stage.TRANSCRIBE: transcribe}
 @app.task(name="teleai.reap")
 def reap() -> int:
     """Re-enqueue rows that lost their worker or their message (see ``pipeline.jobs``)."""
+    structlog.contextvars.clear_contextvars()  # not a PipelineTask: drop the last task's context
     orphans = runner.reap(_uow(), get_settings())
     for orphan in orphans:
         enqueue_stage(orphan.file_id, orphan.stage)
