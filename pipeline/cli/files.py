@@ -242,16 +242,41 @@ def file_report(file_id: uuid.UUID) -> dict[str, Any] | None:
 def show(
     file_id: Annotated[str, typer.Argument(help="Audio file id.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    versions: Annotated[
+        bool, typer.Option("--versions", help="Also list every transcription version.")
+    ] = False,
 ) -> None:
     """Status, metadata, stage timings, latest transcript and analyses of one file."""
     check_services()
     report = file_report(parse_id(file_id))
     if report is None:
         die(f"no audio file {file_id}")
+    if versions:
+        from db.transcripts import list_versions
+
+        with uow()() as session:
+            report["versions"] = [
+                {
+                    "version": v.version,
+                    "is_latest": v.is_latest,
+                    "engine": v.engine,
+                    "model": v.model_name,
+                    "language_code": v.language_code,
+                    "confidence_score": jsonable(v.confidence_score),
+                    "created_at": jsonable(v.created_at),
+                }
+                for v in list_versions(session, parse_id(file_id))
+            ]
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     print_report(report)
+    for v in report.get("versions", []):
+        latest = " (latest)" if v["is_latest"] else ""
+        out.print(
+            f"  v{v['version']}{latest}: {v['engine']} {v['model']}, {v['language_code']}, "
+            f"confidence {v['confidence_score']}, {v['created_at']}"
+        )
 
 
 def print_report(report: dict[str, Any] | str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -162,6 +163,11 @@ def test_retranscription_with_openai_whisper_adds_version_two(
             (file_id,),
         ).fetchall()
     assert rows == [(1, False, 4), (2, True, 4)]
+    history = json.loads(pipeline.cli("show", file_id, "--json", "--versions", check=True).stdout)
+    assert [(v["version"], v["is_latest"], v["engine"]) for v in history["versions"]] == [
+        (1, False, "faster-whisper"),
+        (2, True, "openai-whisper"),
+    ]
 
 
 def test_multilingual_model_detects_german(pipeline: Pipeline, tmp_path: Path) -> None:
