@@ -100,7 +100,12 @@ def open_audio(
         with container:
             if not container.streams.audio:
                 raise UnsupportedAudio("the file contains no audio stream")
-            yield container, container.streams.audio[0]
+            stream = container.streams.audio[0]
+            if stream.codec_context is None:  # PyAV's answer when ffmpeg has no decoder
+                raise UnsupportedAudio(
+                    f"the {label} file uses an audio codec that cannot be decoded"
+                )
+            yield container, stream
 
 
 @dataclass
@@ -122,7 +127,9 @@ def _frames(
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
-            except av.error.InvalidDataError as err:
+            except av.error.FFmpegError as err:
+                # Decoding reads no file, so any error is the data's (old decoders return -1,
+                # which PyAV raises as PermissionError rather than InvalidDataError).
                 stats.bad_packets += 1
                 stats.last_error = ffmpeg_reason(err)
                 continue

@@ -108,6 +108,19 @@ def _tag_text(value: object) -> str | None:
     return _tag_text(inner) if inner is not None else None
 
 
+def without_nul(value: Any) -> Any:
+    """``value`` (JSON-like) with NUL characters removed from every string: tags and encoder
+    strings come from the file, and PostgreSQL refuses ``\\u0000`` in JSONB, which would fail
+    the write of an otherwise good file."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def tags_as_json(items: Any) -> dict[str, str]:
     """Text tags from any mutagen/ffmpeg tag mapping, bounded in count and length."""
     tags: dict[str, str] = {}
@@ -160,6 +173,12 @@ def probe_with_mutagen(path: str | os.PathLike[str], fmt: AudioFormat) -> AudioI
         audio = mutagen.File(os.fspath(path), options=types)
     except mutagen.MutagenError as err:
         raise CorruptAudio(f"could not read the {LABELS[fmt]} stream: {err}") from err
+    except OSError:
+        raise
+    except Exception as err:  # mutagen's parsers raise IndexError, struct.error… on damage
+        raise CorruptAudio(
+            f"could not read the {LABELS[fmt]} stream: damaged header ({type(err).__name__})"
+        ) from err
     if audio is None or audio.info is None:
         return None
     info = audio.info
@@ -245,6 +264,11 @@ def probe_with_ffprobe(path: str | os.PathLike[str], fmt: AudioFormat) -> AudioI
     if not streams:
         raise UnsupportedAudio("the file contains no audio stream")
     stream, container = streams[0], report.get("format", {})
+    if stream.get("codec_name") in (None, "unknown"):  # a codec ffmpeg has no decoder for
+        raise UnsupportedAudio(
+            f"the {label} file uses an audio codec that cannot be decoded "
+            f"(codec tag {stream.get('codec_tag', 'unknown')})"
+        )
     duration = _number(stream.get("duration")) or _number(container.get("duration")) or 0.0
     bitrate = _number(stream.get("bit_rate")) or _number(container.get("bit_rate"))
     extra: dict[str, Any] = {"container": fmt, "format_name": container.get("format_name")}
@@ -411,4 +435,4 @@ def probe_audio(
             f"the audio lasts {format_duration(info.duration_seconds)}; the limit is "
             f"{format_duration(max_duration)}"
         )
-    return info
+    return replace(info, extra=without_nul(info.extra))
