@@ -13,6 +13,7 @@ import sys
 from pipeline.cli import (  # noqa: F401
     admin,
     backup,
+    bench,
     files,
     inspect,
     metrics,

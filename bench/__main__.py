@@ -1,0 +1,10 @@
+"""``python -m bench`` (``make bench``): the same command as ``teleai bench``."""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.cli.bench import bench
+
+if __name__ == "__main__":
+    typer.run(bench)
