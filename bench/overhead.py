@@ -111,7 +111,9 @@ def run_through_pipeline(pipe: Pipeline, path: Path, *, timeout: float = 1800) -
     t0 = time.perf_counter()
     file_id = pipe.submit(path)
     submit = time.perf_counter() - t0
-    (row,) = pipe.wait([file_id], completed, timeout=timeout)
+    # Slow polling: the row's own timestamps give the wall time, and frequent queries would
+    # steal CPU from the 2-thread engine (a descheduled thread stalls both).
+    (row,) = pipe.wait([file_id], completed, timeout=timeout, poll=0.5)
     assert row.processing_completed_at is not None
     with unit_of_work(pipe.engine) as session:
         version = latest_transcription(session, file_id)

@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -412,3 +413,5 @@ def pipeline_services(config: ServiceConfig, tag: str) -> Iterator[Pipeline]:
         finally:
             pipe.close()
             flush_redis(config)
+            # The managed copies belong to the database just dropped: nothing refers to them.
+            shutil.rmtree(config.work_dir / "storage", ignore_errors=True)
