@@ -57,7 +57,8 @@ worker_prefetch_multiplier = 1
 task_time_limit = _settings.task_time_limit
 task_soft_time_limit = max(_settings.task_time_limit - 30, 1)
 worker_max_memory_per_child = 4_000_000  # KiB: ~4 GB, far above one model's working set
-# Pool children load their models before reporting ready (pipeline.warmup); allow for it.
+# Pool children load their models at start (pipeline.warmup), which can outlast the default
+# 4 s start-up timeout; Celery logs "ready." before they finish (wait for "models_warmed_up").
 worker_proc_alive_timeout = 180.0
 worker_send_task_events = True  # `teleai stats` and Flower see task progress
 task_send_sent_event = True
