@@ -7,7 +7,7 @@ setup:
 # The demo also runs where PostgreSQL, Redis, ffmpeg or espeak-ng are missing (embedded servers).
 demo:
 	TELEAI_SETUP_SYSTEM=optional bash scripts/setup.sh
-	.venv/bin/python -m pipeline.demo
+	.venv/bin/python -m interfaces.demo
 
 test: setup
 	.venv/bin/pytest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli.bench import bench
+from interfaces.cli.bench import bench
 
 if __name__ == "__main__":
     typer.run(bench)

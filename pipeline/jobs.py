@@ -83,7 +83,7 @@ def claim(
             "(the worker stopped or crashed each time)"
         )
         if fail(session, file_id, stage, GaveUp(message)):
-            from pipeline.metrics import log_job_summary  # the job ends here: one summary line
+            from pipeline.joblog import log_job_summary  # the job ends here: one summary line
 
             log_job_summary(session, file_id)
         return None

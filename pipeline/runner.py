@@ -33,7 +33,7 @@ from pipeline.audio.probe import probe_audio
 from pipeline.audio.storage import store_file
 from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, UnsupportedAudio, classify
-from pipeline.metrics import log_job_summary
+from pipeline.joblog import log_job_summary
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)

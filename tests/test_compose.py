@@ -27,7 +27,7 @@ from celery import Celery
 from sqlalchemy import make_url
 from typer.testing import CliRunner
 
-from pipeline.cli import app as teleai_app
+from interfaces.cli import app as teleai_app
 from pipeline.settings import Settings
 from workers import celeryconfig
 

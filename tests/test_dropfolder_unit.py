@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from pipeline.dropfolder import (
+from interfaces.dropfolder import (
     FAILED_DIR,
     LOCK_FILE,
     PROCESSED_DIR,

@@ -15,7 +15,7 @@ from db import backup as db_backup
 from db.analyses import record_analysis
 from db.auth_sessions import create_session
 from db.engine import dispose_all, libpq_url, unit_of_work
-from pipeline.cli import app
+from interfaces.cli import app
 from pipeline.settings import get_settings
 from tests.conftest import DatabaseFactory
 from tests.db.factories import make_file, make_transcription, make_user

@@ -1,4 +1,4 @@
-"""`python -m pipeline.demo` as it runs on a fresh machine: no PostgreSQL, Redis, ffmpeg or
+"""`python -m interfaces.demo` as it runs on a fresh machine: no PostgreSQL, Redis, ffmpeg or
 espeak-ng. The demo runs as a subprocess with a PATH that hides those tools and with
 ``TELEAI_DEMO_EMBEDDED=1``, so it starts its embedded PostgreSQL and Valkey even though this
 machine has servers; it transcribes and analyses the sample the project ships, and must leave no
@@ -31,7 +31,7 @@ HIDDEN = {
     "redis-server", "redis-cli", "valkey-server", "valkey-cli",
 }  # fmt: skip
 DEMO_TIMEOUT_S = 300
-# What tiny.en hears in pipeline/samples/welcome.ogg.
+# What tiny.en hears in interfaces/samples/welcome.ogg.
 SPOKEN = ("welcome", "sample was spoken by machine", "recordings into the ingest folder")
 
 
@@ -86,7 +86,7 @@ def kill_all(pids: dict[int, str]) -> None:
 def run_demo(env: dict[str, str]) -> tuple[int, str]:
     """Run the demo; on timeout stop it as a user would (SIGTERM: it cleans up), then kill."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.demo"],
+        [sys.executable, "-m", "interfaces.demo"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

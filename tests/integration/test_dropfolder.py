@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from db.engine import libpq_url
-from pipeline.dropfolder import FAILED_DIR, PROCESSED_DIR, STATE_FILE
+from interfaces.dropfolder import FAILED_DIR, PROCESSED_DIR, STATE_FILE
 from tests.integration.conftest import VENV_BIN, Pipeline
 from tests.speech import speech_file
 

@@ -25,13 +25,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from db.engine import get_engine, unit_of_work
-from pipeline.metrics import (
-    JobOutcome,
-    PipelineCollector,
-    job_summary_fields,
-    log_job_summary,
-    queue_keys,
-)
+from interfaces.metrics import PipelineCollector, queue_keys
+from pipeline.joblog import JobOutcome, job_summary_fields, log_job_summary
 from tests.integration.conftest import VENV_BIN, Pipeline
 from tests.speech import speech_file
 from workers.celeryconfig import QUEUES

@@ -1,4 +1,4 @@
-"""``teleai watch DIR``: the drop folder. The logic lives in :mod:`pipeline.dropfolder`; this
+"""``teleai watch DIR``: the drop folder. The logic lives in :mod:`interfaces.dropfolder`; this
 wires it to PostgreSQL and Celery, the signals and the observer."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Annotated
 import structlog
 import typer
 
-from pipeline import dropfolder
-from pipeline.cli.common import EXIT_FILE_FAILED, app, check_services, die, uow
-from pipeline.dropfolder import RowState, SubmitResult
+from interfaces import dropfolder
+from interfaces.cli.common import EXIT_FILE_FAILED, app, check_services, die, uow
+from interfaces.dropfolder import RowState, SubmitResult
 from pipeline.settings import get_settings
 
 
@@ -27,7 +27,7 @@ class DatabaseBackend:
         self.owner_id = owner_id
 
     def submit(self, path: Path) -> SubmitResult:
-        from pipeline.cli.files import submit_path
+        from interfaces.cli.files import submit_path
 
         row = submit_path(path, owner_id=self.owner_id, force=False)
         return SubmitResult(row["status"], row["id"], row["error_message"])
@@ -75,7 +75,7 @@ def watch(
     ] = 0.0,
 ) -> None:
     """Ingest every audio file dropped into DIRECTORY; move it to processed/ or failed/."""
-    from pipeline.cli.files import resolve_owner
+    from interfaces.cli.files import resolve_owner
     from pipeline.logs import configure_logging
 
     settings = get_settings()

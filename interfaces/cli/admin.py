@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.cli.common import app, check_services, db_app, die, out, uow
+from interfaces.cli.common import app, check_services, db_app, die, out, uow
 
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")

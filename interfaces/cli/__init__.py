@@ -2,7 +2,7 @@
 
 Errors print one clear line on stderr and exit with a documented code (README "Exit codes"):
 0 ok, 1 a file failed, 2 usage or input error, 3 a service (PostgreSQL/Redis) unavailable.
-Each sub-module registers its commands on :data:`pipeline.cli.common.app`.
+Each sub-module registers its commands on :data:`interfaces.cli.common.app`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 # Importing a module registers its commands.
-from pipeline.cli import (  # noqa: F401
+from interfaces.cli import (  # noqa: F401
     admin,
     backup,
     bench,
@@ -21,7 +21,7 @@ from pipeline.cli import (  # noqa: F401
     stats,
     watch,
 )
-from pipeline.cli.common import app
+from interfaces.cli.common import app
 
 __all__ = ["app", "main"]
 

@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from pipeline.cli.common import app, check_services, out, uow
+from interfaces.cli.common import app, check_services, out, uow
 from pipeline.settings import get_settings
 
 
@@ -34,7 +34,7 @@ def _workers(timeout: float) -> list[dict[str, Any]]:
 def collect_stats(*, inspect_timeout: float = 1.0) -> dict[str, Any]:
     """One snapshot: the spec's queue query, the metrics collector's numbers, live workers."""
     from db.monitoring import processing_queue
-    from pipeline.metrics import PipelineCollector
+    from interfaces.metrics import PipelineCollector
     from workers.celeryconfig import QUEUES
 
     settings = get_settings()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import app, check_services, db_app, db_url, models_app, out
+from interfaces.cli.common import app, check_services, db_app, db_url, models_app, out
 from pipeline.settings import get_settings
 
 
@@ -94,7 +94,7 @@ def worker(
 @app.command()
 def demo() -> None:
     """Set up the database, start a worker, process sample speech and show the results."""
-    from pipeline.demo import main as run_demo
+    from interfaces.demo import main as run_demo
 
     run_demo()
 

@@ -1,4 +1,4 @@
-"""``teleai metrics``: the Prometheus endpoint (see :mod:`pipeline.metrics` for what it serves)."""
+"""``teleai metrics``: the Prometheus endpoint (what it serves: :mod:`interfaces.metrics`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import app, die, out
+from interfaces.cli.common import app, die, out
 from pipeline.settings import get_settings
 
 
@@ -20,8 +20,8 @@ def metrics(
     ] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics (files, stages, queues, timings) on /metrics until stopped."""
+    from interfaces.metrics import build_registry, serve
     from pipeline.logs import configure_logging
-    from pipeline.metrics import build_registry, serve
     from workers.celeryconfig import QUEUES
 
     settings = get_settings()

@@ -1,7 +1,7 @@
 """The main job in one command (`make demo`): database, workers, sample audio, results, shutdown.
 
 It picks PostgreSQL and Redis (the configured or local ones, else embedded ones under
-``TELEAI_DEMO_DIR``, default ``var/demo``: see :mod:`pipeline.embedded`), creates the database
+``TELEAI_DEMO_DIR``, default ``var/demo``: see :mod:`interfaces.embedded`), creates the database
 when missing, applies migrations, prints a schema summary, starts a real Celery worker, speaks a
 few sentences with espeak-ng (or uses the sample the project ships), ingests them with live
 progress, prints transcripts, analyses and the queue stats, and stops the worker, then the
@@ -23,7 +23,7 @@ from rich.table import Table
 from sqlalchemy import make_url
 
 from db.engine import dispose_all, libpq_url
-from pipeline.embedded import demo_services
+from interfaces.embedded import demo_services
 from pipeline.settings import get_settings
 from workers.process import WorkerStartError, start_worker, stop_worker
 
@@ -118,8 +118,8 @@ def _exit_on_termination() -> None:
 
 def run(work: Path, *, storage_default: bool) -> bool:
     """The demo proper, against the services in ``TELEAI_*``. True when every file completed."""
-    from pipeline.cli import files as cli
-    from pipeline.cli import ops
+    from interfaces.cli import files as cli
+    from interfaces.cli import ops
 
     if storage_default:
         os.environ.setdefault("TELEAI_STORAGE_DIR", str(work / "storage"))

@@ -12,8 +12,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.cli.common import app, check_services, die, jsonable, out, parse_id, uow
-from pipeline.cli.files import file_report
+from interfaces.cli.common import app, check_services, die, jsonable, out, parse_id, uow
+from interfaces.cli.files import file_report
 from pipeline.export import EXPORT_FORMATS, render
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import (
+from interfaces.cli.common import (
     EXIT_FILE_FAILED,
     EXIT_USAGE,
     check_services,

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import EXIT_USAGE, app, die, out
+from interfaces.cli.common import EXIT_USAGE, app, die, out
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 

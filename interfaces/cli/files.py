@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pipeline.cli.common import (
+from interfaces.cli.common import (
     EXIT_FILE_FAILED,
     TERMINAL,
     app,

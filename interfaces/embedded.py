@@ -79,7 +79,7 @@ EXTENSION_SHIMS = {
         "comment = 'TeleAI demo stand-in: the schema calls no pgcrypto function'\n"
         "default_version = '1.3'\nrelocatable = true\ntrusted = true\n"
     ),
-    "pgcrypto--1.3.sql": "-- intentionally empty: see pipeline/embedded.py\n",
+    "pgcrypto--1.3.sql": "-- intentionally empty: see interfaces/embedded.py\n",
 }
 
 
