@@ -7,9 +7,18 @@ cannot pass ``-f``: every ffmpeg open here names the demuxer and whitelists only
 protocol (see :mod:`pipeline.audio.decode`), so a file can never be read as a playlist.
 
 Durations come from headers, and headers can lie (a truncated download keeps its Xing frame
-count; a crafted file can claim one minute while holding ten hours). Each result is checked
-against the file size with byte-rate bounds per codec; when the two disagree the decoder is
-trusted: the audio is decoded and its samples counted (slow, but only for suspicious files).
+count; a crafted 58 KB FLAC can claim ten seconds while holding eight hours). So the stored
+duration is never the header's: after the header is read, the audio is decoded once without
+resampling and its samples counted (:func:`~pipeline.audio.decode.measure_decoded_duration`),
+stopping as soon as the count passes the limit. This runs at ingest, not at transcription,
+because there it is cheap and decisive: counting holds no samples (memory is flat) and runs
+about 1,700x real time on MP3 (0.35 s for ten minutes, about 8 s for four hours; a FLAC of
+eight hours of silence counts in 0.2 s), while an over-limit file is refused before any model
+sees it and the row's ``duration_seconds`` is true from the start, which the transcription
+stage relies on to choose its path. The transcription stage still counts while it decodes
+and enforces the same limit, as a second line. Only a header that is plausible for the file
+size *and* already over the limit fails without decoding (an honest long file fails in
+milliseconds); an implausible one is never believed, either way.
 """
 
 from __future__ import annotations
@@ -35,7 +44,13 @@ from mutagen.oggspeex import OggSpeex
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from pipeline.audio.decode import checked_format, measure_decoded_duration, open_audio
+from pipeline.audio.decode import (
+    checked_format,
+    format_duration,
+    measure_decoded_duration,
+    open_audio,
+    too_long,
+)
 from pipeline.audio.formats import FFMPEG_DEMUXERS, LABELS, AudioFormat, ensure_audio_format
 from pipeline.errors import AudioTooLong, CorruptAudio, EmptyAudio, StorageError, UnsupportedAudio
 
@@ -68,6 +83,8 @@ _MIN_BYTES_PER_S = 30  # even digital silence in FLAC/Opus/AAC costs more than t
 # How far the bytes a header's bitrate implies may exceed the file size: MP3 bitrates are
 # measured (Xing/CBR), so a shortfall means truncation; others are nominal, so allow 3x.
 _BITRATE_TRUST = {"mp3": 1.25, "flac": 1.25}
+# Decoded and header durations this close are the same (encoder delay, padding, rounding).
+_AGREE_S, _AGREE_FRACTION = 1.0, 0.01
 _PCM_BITS = re.compile(r"pcm_[suf](\d+)(?:le|be)?")
 
 
@@ -84,12 +101,6 @@ class AudioInfo:
     codec: str
     probed_with: ProbeTool
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
-
-
-def format_duration(seconds: float) -> str:
-    """``3725.4`` → ``'1:02:05'``."""
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 # --- tags -----------------------------------------------------------------------------------
@@ -361,12 +372,30 @@ def _header_is_plausible(info: AudioInfo, size: int) -> bool:
     return True
 
 
-def _trust_the_decoder(
-    path: str | os.PathLike[str], fmt: AudioFormat, info: AudioInfo, size: int
+def _decoded(
+    path: str | os.PathLike[str],
+    fmt: AudioFormat,
+    info: AudioInfo,
+    size: int,
+    *,
+    plausible: bool,
+    max_duration: float | None,
 ) -> AudioInfo:
-    """Replace an implausible header duration with the decoded one (see module docstring)."""
+    """``info`` with the duration the decoder counts (see module docstring). Where the header
+    was implausible or disagrees with the count, ``extra`` records ``duration_source`` and the
+    header's claim."""
     claimed = info.duration_seconds
-    stats = measure_decoded_duration(path, fmt)
+    stats = measure_decoded_duration(path, fmt, max_seconds=max_duration)
+    if stats.over_limit:
+        assert max_duration is not None
+        log.warning(
+            "%s header claims %.2f s in %d bytes; decoding passed the %.0f s limit",
+            fmt,
+            claimed,
+            size,
+            max_duration,
+        )
+        raise too_long(max_duration, header_seconds=claimed)
     if stats.samples == 0:
         detail = f" ({stats.last_error})" if stats.last_error else ""
         if claimed > 0:
@@ -381,15 +410,18 @@ def _trust_the_decoder(
                 "(the file is damaged or incomplete)"
             )
         raise EmptyAudio("the file contains no audio samples")
-    if claimed > 0:
-        log.warning(
-            "%s header claims %.2f s in %d bytes; decoded %.2f s, using the decoded duration",
-            fmt,
-            claimed,
-            size,
-            stats.seconds,
-        )
-    extra = {**info.extra, "duration_source": "decoded", "header_duration_seconds": claimed}
+    extra = dict(info.extra)
+    agree = abs(stats.seconds - claimed) <= max(_AGREE_S, _AGREE_FRACTION * claimed)
+    if not plausible or not agree:
+        if claimed > 0:
+            log.warning(
+                "%s header claims %.2f s in %d bytes; decoded %.2f s, using the decoded duration",
+                fmt,
+                claimed,
+                size,
+                stats.seconds,
+            )
+        extra |= {"duration_source": "decoded", "header_duration_seconds": claimed}
     if stats.bad_packets:
         extra["damaged_packets"] = stats.bad_packets
     return replace(info, duration_seconds=stats.seconds, extra=extra)
@@ -404,7 +436,8 @@ def _fallback(path: str | os.PathLike[str], fmt: AudioFormat) -> AudioInfo:
 def probe_audio(
     path: str | os.PathLike[str], fmt: str, *, max_duration: float | None = None
 ) -> AudioInfo:
-    """Probe stored audio whose real format (from :func:`validate_upload`) is ``fmt``.
+    """Probe stored audio whose real format (from :func:`validate_upload`) is ``fmt``; the
+    returned ``duration_seconds`` is the decoded one (see module docstring).
 
     Raises :class:`UnsupportedAudio` (content is not ``fmt`` audio, or no audio stream),
     :class:`CorruptAudio` (unreadable), :class:`EmptyAudio` (no samples),
@@ -425,8 +458,13 @@ def probe_audio(
         log.info("mutagen could not read %s (%s); falling back", Path(path).name, err)
     if info is None or info.duration_seconds <= 0:
         info = _fallback(path, real)
-    if not _header_is_plausible(info, size):
-        info = _trust_the_decoder(path, real, info, size)
+    plausible = _header_is_plausible(info, size)
+    if plausible and max_duration is not None and info.duration_seconds > max_duration:
+        raise AudioTooLong(  # an honest long file: refused without decoding it
+            f"the audio lasts {format_duration(info.duration_seconds)}; the limit is "
+            f"{format_duration(max_duration)}"
+        )
+    info = _decoded(path, real, info, size, plausible=plausible, max_duration=max_duration)
 
     if info.duration_seconds <= 0:
         raise EmptyAudio("the file contains no audio samples")
