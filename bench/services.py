@@ -3,9 +3,9 @@
 Each benchmark that runs the pipeline gets its own freshly migrated database (dropped after),
 the benchmark Redis databases (flushed before and after; 14 = broker, 15 = results: the
 test-suite uses 5, 6 and 12, the defaults are 0 and 1), and real ``celery worker`` processes
-started exactly as an operator would start them. Files are submitted with the same function
-the CLI uses (:func:`pipeline.runner.submit_file`) and the ``ingest`` message is sent after the
-commit, as ``teleai ingest`` does.
+started exactly as an operator would start them. Files are recorded with the same intake
+function the submit path uses (:func:`pipeline.intake.record_submission`) and the ``ingest``
+message is sent after the commit, as :func:`workers.submit.submit` does.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sqlalchemy import Engine, create_engine, make_url, select
 from db.engine import libpq_url, unit_of_work
 from db.migrate import upgrade
 from db.models import AudioFile
-from pipeline.runner import submit_file
+from pipeline.intake import record_submission as submit_file
 from pipeline.settings import Settings
 
 VENV_BIN = Path(sys.executable).parent

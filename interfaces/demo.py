@@ -118,8 +118,11 @@ def _exit_on_termination() -> None:
 
 def run(work: Path, *, storage_default: bool) -> bool:
     """The demo proper, against the services in ``TELEAI_*``. True when every file completed."""
+    from db import migrate
+    from db.engine import get_engine, unit_of_work
+    from db.users import get_or_create_operator
     from interfaces.cli import files as cli
-    from interfaces.cli import ops
+    from workers.submit import submit
 
     if storage_default:
         os.environ.setdefault("TELEAI_STORAGE_DIR", str(work / "storage"))
@@ -127,7 +130,8 @@ def run(work: Path, *, storage_default: bool) -> bool:
     settings = get_settings()
     url = settings.sqlalchemy_url()
     ensure_database(url)
-    ops.db_upgrade(target=None)
+    applied = migrate.upgrade(url)
+    console.print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
     console.print(schema_summary(url))
     samples = make_samples(work / "audio")
     console.print(f"starting a worker (log: {work / 'worker.log'})")
@@ -137,8 +141,10 @@ def run(work: Path, *, storage_default: bool) -> bool:
         raise SystemExit(f"{error}; see {work / 'worker.log'}") from error
     console.print(f"worker ready (pid {worker.pid})")
     try:
-        rows = cli.submit_paths([str(p) for p in samples], user=None, force=True)
-        ids = [row["id"] for row in rows if row["id"]]
+        with unit_of_work(get_engine(url)) as session:
+            owner_id = get_or_create_operator(session, None).id
+        results = [submit(path, owner_id=owner_id, force=True) for path in samples]
+        ids = [str(r.file_id) for r in results if r.file_id is not None and r.queued]
         states = cli.wait_for(ids, timeout=600, live=True)
         for file_id in ids:
             cli.print_report(file_id)

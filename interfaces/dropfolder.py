@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Protocol
 
 import structlog
 
 from pipeline.errors import TransientError, classify
+from workers.submit import Outcome as SubmitOutcome
+from workers.submit import SubmitResult
 
 log = structlog.get_logger("teleai.watch")
 
@@ -308,16 +310,6 @@ def acquire_lock(root: Path) -> IO[str]:
 
 
 @dataclass(frozen=True)
-class SubmitResult:
-    """``pending``: a new row, message sent; ``duplicate``: the owner's earlier row with the
-    same bytes; ``rejected``: no row (``error_message`` says why)."""
-
-    status: Literal["pending", "duplicate", "rejected"]
-    file_id: str | None
-    error_message: str | None
-
-
-@dataclass(frozen=True)
 class RowState:
     status: str
     error_message: str | None
@@ -473,13 +465,14 @@ class DropFolder:
             return
         result = self.backend.submit(path)  # service errors leave the candidate for a retry
         self._drop(key)
-        if result.status == "rejected" or result.file_id is None:
-            self._fail(key, result.error_message or "rejected", file_id=None, event="rejected")
+        if result.outcome is SubmitOutcome.REFUSED or result.file_id is None:
+            self._fail(key, result.reason or "refused", file_id=None, event="rejected")
             return
-        self.state.entries[key] = Submission(result.file_id, signature)
+        file_id = str(result.file_id)
+        self.state.entries[key] = Submission(file_id, signature)
         self.state.save()
-        event = "submitted" if result.status == "pending" else "already_submitted"
-        log.info(event, path=key, file_id=result.file_id, bytes=signature.size)
+        event = "submitted" if result.outcome is SubmitOutcome.CREATED else "already_submitted"
+        log.info(event, path=key, file_id=file_id, bytes=signature.size, queued=result.queued)
 
     def _drop(self, key: str) -> None:
         self._candidates.discard(key)

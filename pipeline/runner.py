@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,70 +22,20 @@ import structlog
 from sqlalchemy.orm import Session
 
 from db import analyses as analyses_db
-from db import files as files_db
 from db import transcripts as transcripts_db
 from db.models import AudioFile, Stage, Transcription
 from pipeline import jobs
 from pipeline.audio.decode import decode_to_16k_mono
-from pipeline.audio.formats import ensure_audio_format, format_from_extension, supported_extensions
+from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
-from pipeline.audio.storage import store_file
 from pipeline.audio.validate import validate_upload
-from pipeline.errors import PermanentError, PipelineError, UnsupportedAudio, classify
+from pipeline.errors import PermanentError, PipelineError, classify
 from pipeline.joblog import log_job_summary
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
-
-
-@dataclass(frozen=True)
-class Submitted:
-    file_id: uuid.UUID
-    file_name: str
-    duplicate_of: uuid.UUID | None
-
-
-def submit_file(
-    session: Session,
-    path: Path,
-    *,
-    user_id: uuid.UUID,
-    settings: Settings,
-    original_name: str | None = None,
-    force: bool = False,
-) -> Submitted:
-    """Copy a user's file into managed storage and record it as ``pending`` at the ingest stage.
-
-    The row exists before any message is sent (the caller enqueues after commit), so a lost
-    message can never lose a file. Raises :class:`UnsupportedAudio` for an extension we do not
-    support — no row, since there is no format to record; the caller reports it.
-    """
-    name = original_name or path.name
-    fmt = format_from_extension(name) or format_from_extension(path)
-    if fmt is None:
-        raise UnsupportedAudio(
-            f"'{name}' has an unsupported extension; supported: {supported_extensions()}"
-        )
-    stored = store_file(path, settings.storage_dir, fmt)
-    duplicate = files_db.find_duplicate(session, user_id, stored.sha256)
-    if duplicate is not None and not force:
-        stored.path.unlink(missing_ok=True)
-        return Submitted(duplicate.id, duplicate.file_name, duplicate.id)
-    row = files_db.record_upload(
-        session,
-        user_id=user_id,
-        file_name=name[:255],
-        file_path=str(stored.path),
-        file_size=stored.size,
-        file_format=str(fmt),
-        checksum=stored.sha256,
-        metadata={"source_path": str(path)},
-    )
-    row.upload_completed_at = row.upload_started_at
-    session.flush()
-    return Submitted(row.id, row.file_name, None)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from interfaces.dropfolder import (
     Signature,
     StabilityCheck,
     Submission,
-    SubmitResult,
     WatchState,
     acquire_lock,
     candidate_names,
@@ -36,6 +35,7 @@ from interfaces.dropfolder import (
     special_file_reason,
     write_error_note,
 )
+from workers.submit import SubmitResult
 
 
 @pytest.mark.parametrize(

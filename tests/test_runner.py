@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from db.engine import unit_of_work
 from db.models import Analysis, AudioFile, Transcription
 from db.users import create_user
-from pipeline import runner
+from pipeline import intake, runner
 from pipeline.errors import EmptyAudio, UnsupportedAudio
 from pipeline.quality import word_error_rate
 from pipeline.settings import Settings
@@ -42,7 +42,7 @@ def owner(uow: runner.UnitOfWork) -> uuid.UUID:
 
 def _submit(uow: runner.UnitOfWork, path: Path, owner: uuid.UUID, settings: Settings) -> uuid.UUID:
     with uow() as session:
-        return runner.submit_file(session, path, user_id=owner, settings=settings).file_id
+        return intake.record_submission(session, path, user_id=owner, settings=settings).file_id
 
 
 def _count(engine: Engine, model: type[Transcription] | type[Analysis]) -> int:
@@ -109,8 +109,10 @@ def test_duplicate_content_is_reported_not_processed_twice(
     path = speech_file(SENTENCE, "ogg", tmp_path)
     first = _submit(uow, path, owner, settings)
     with uow() as session:
-        again = runner.submit_file(session, path, user_id=owner, settings=settings)
-        forced = runner.submit_file(session, path, user_id=owner, settings=settings, force=True)
+        again = intake.record_submission(session, path, user_id=owner, settings=settings)
+        forced = intake.record_submission(
+            session, path, user_id=owner, settings=settings, force=True
+        )
     assert again.duplicate_of == first and again.file_id == first
     assert forced.duplicate_of is None and forced.file_id != first
 

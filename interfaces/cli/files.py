@@ -15,6 +15,7 @@ from rich.table import Table
 
 from interfaces.cli.common import (
     EXIT_FILE_FAILED,
+    EXIT_SERVICE,
     TERMINAL,
     app,
     check_services,
@@ -25,7 +26,7 @@ from interfaces.cli.common import (
     parse_id,
     uow,
 )
-from pipeline.settings import get_settings
+from pipeline.options import JobOptions
 
 
 def expand_paths(items: Iterable[str]) -> Iterator[Path]:
@@ -62,42 +63,49 @@ def resolve_owner(user: str | None) -> uuid.UUID:
         die(str(error))
 
 
-def submit_path(path: Path, *, owner_id: uuid.UUID, force: bool) -> dict[str, Any]:
-    """Record one file (copied into managed storage) and enqueue it after the commit.
+_SHOWN_STATUS = {"created": "pending", "duplicate": "duplicate", "refused": "rejected"}
 
-    Returns ``{"id", "file_name", "status", "error_message"}`` with status ``pending``,
-    ``duplicate`` (same bytes from the same owner: the earlier row's id) or ``rejected``
-    (not a regular file, unsupported extension, storage error). Service errors propagate.
+
+def submit_path(
+    path: Path, *, owner_id: uuid.UUID, force: bool, options: JobOptions | None = None
+) -> dict[str, Any]:
+    """Submit one file through :func:`workers.submit.submit`; one output row for it.
+
+    ``status`` is ``pending`` (a new row), ``duplicate`` (same bytes from the same owner: the
+    earlier row's id) or ``rejected`` (no row; ``error_message`` says why). ``queued`` is False
+    when the broker was unreachable (the row is kept; the recovery sweep sends it).
     """
-    from pipeline.errors import PipelineError
-    from pipeline.runner import submit_file
-    from workers.tasks import ingest as ingest_task
+    from workers.submit import submit
 
-    row: dict[str, Any] = {"id": None, "file_name": path.name, "error_message": None}
-    try:
-        if path.is_symlink() or not path.is_file():
-            raise FileNotFoundError(f"{path}: not a regular file")
-        with uow()() as session:
-            submitted = submit_file(
-                session, path, user_id=owner_id, settings=get_settings(), force=force
-            )
-    except (PipelineError, OSError) as error:
-        message = error.message if isinstance(error, PipelineError) else str(error)
-        row.update(status="rejected", error_message=message)
-        return row
-    row["id"] = str(submitted.file_id)
-    if submitted.duplicate_of is not None:
-        row["status"] = "duplicate"
-        return row
-    ingest_task.delay(row["id"])  # after commit: the row exists before the message
-    row["status"] = "pending"
-    return row
+    result = submit(path, owner_id=owner_id, options=options, force=force)
+    return {
+        "id": str(result.file_id) if result.file_id else None,
+        "file_name": result.file_name,
+        "status": _SHOWN_STATUS[result.outcome.value],
+        "queued": result.queued,
+        "error_message": result.reason,
+    }
 
 
-def submit_paths(paths: list[str], *, user: str | None, force: bool) -> list[dict[str, Any]]:
-    """Record each file (copied into managed storage) and enqueue it after the commit."""
+def submit_paths(
+    paths: list[str], *, user: str | None, force: bool, options: JobOptions | None = None
+) -> list[dict[str, Any]]:
+    """Submit each file (folders recursively, globs expanded) for one owner."""
     owner_id = resolve_owner(user)
-    return [submit_path(path, owner_id=owner_id, force=force) for path in expand_paths(paths)]
+    return [
+        submit_path(path, owner_id=owner_id, force=force, options=options)
+        for path in expand_paths(paths)
+    ]
+
+
+def job_options(**given: Any) -> JobOptions:
+    """The per-job options from CLI flags (unset flags left out); exit 2 with every problem."""
+    from pipeline.options import InvalidOptions, parse_options
+
+    try:
+        return parse_options({k: v for k, v in given.items() if v not in (None, [], ())})
+    except InvalidOptions as error:
+        die(error.message)
 
 
 @app.command()
@@ -112,10 +120,51 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     force: Annotated[bool, typer.Option(help="Process duplicate content again.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after N seconds.")] = 0.0,
+    engine: Annotated[
+        str | None, typer.Option(help="faster-whisper or openai-whisper (default: setting).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Whisper model name or path.")] = None,
+    language: Annotated[str | None, typer.Option(help="Fix the language (ISO code).")] = None,
+    vocabulary: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Terms the speakers use (product names, people): --vocabulary TERM [TERM ...]."
+        ),
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="Initial prompt for the decoder.")] = None,
+    speakers: Annotated[int | None, typer.Option(help="Exact number of speakers.")] = None,
+    min_speakers: Annotated[int | None, typer.Option(help="At least N speakers.")] = None,
+    max_speakers: Annotated[int | None, typer.Option(help="At most N speakers.")] = None,
+    channels: Annotated[
+        str | None, typer.Option(help="auto | split | mix: per-channel transcription.")
+    ] = None,
+    channel_labels: Annotated[
+        str | None, typer.Option(help="Speaker label per channel, e.g. agent,customer.")
+    ] = None,
+    redact_pii: Annotated[
+        bool, typer.Option("--redact-pii", help="Detect and redact personal data.")
+    ] = False,
+    pii_types: Annotated[
+        str | None, typer.Option(help="With --redact-pii: types, e.g. card,phone,email.")
+    ] = None,
 ) -> None:
-    """Enqueue audio files for ingest -> transcribe -> analyze."""
+    """Submit audio files for ingest -> transcribe -> analyze."""
+    options = job_options(
+        engine=engine,
+        model=model,
+        language=language,
+        vocabulary=vocabulary,
+        prompt=prompt,
+        speakers=speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        channels=channels,
+        channel_labels=channel_labels,
+        redact_pii=redact_pii or None,
+        pii_types=pii_types,
+    )
     check_services()
-    rows = submit_paths(paths, user=user, force=force)
+    rows = submit_paths(paths, user=user, force=force, options=options)
     if not rows:
         die("no audio files found in the given paths")
     if wait:
@@ -133,6 +182,11 @@ def ingest(
                 row["id"] or "-", row["file_name"], row["status"], row["error_message"] or ""
             )
         out.print(table)
+    if any(not row["queued"] for row in rows if row["status"] == "pending"):
+        from workers.submit import BROKER_DOWN
+
+        err.print(f"[bold red]error:[/] {BROKER_DOWN}")
+        raise typer.Exit(EXIT_SERVICE)
     bad = {"failed", "rejected"} | ({"pending", "processing"} if wait else set())
     if any(row["status"] in bad for row in rows):
         raise typer.Exit(EXIT_FILE_FAILED)

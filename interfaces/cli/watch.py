@@ -16,8 +16,9 @@ import typer
 
 from interfaces import dropfolder
 from interfaces.cli.common import EXIT_FILE_FAILED, app, check_services, die, uow
-from interfaces.dropfolder import RowState, SubmitResult
+from interfaces.dropfolder import RowState
 from pipeline.settings import get_settings
+from workers.submit import SubmitResult, submit
 
 
 class DatabaseBackend:
@@ -27,10 +28,7 @@ class DatabaseBackend:
         self.owner_id = owner_id
 
     def submit(self, path: Path) -> SubmitResult:
-        from interfaces.cli.files import submit_path
-
-        row = submit_path(path, owner_id=self.owner_id, force=False)
-        return SubmitResult(row["status"], row["id"], row["error_message"])
+        return submit(path, owner_id=self.owner_id)
 
     def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
         from sqlalchemy import select

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any, BinaryIO
 
 from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.sniff import open_regular_file
@@ -44,6 +45,22 @@ class StoredFile:
     size: int
 
 
+class _Unclosed:
+    """A caller's stream used in a ``with`` block without closing it (the caller owns it)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def __enter__(self) -> _Unclosed:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        return None
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """SHA-256 (hex) of a file, streamed in 1 MiB chunks so memory stays flat for any size."""
     digest = hashlib.sha256()
@@ -67,9 +84,12 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def store_file(
-    src: str | os.PathLike[str], storage_dir: str | os.PathLike[str], fmt: str
+    src: str | os.PathLike[str] | IO[bytes], storage_dir: str | os.PathLike[str], fmt: str
 ) -> StoredFile:
     """Copy ``src`` to ``<storage_dir>/<yyyy>/<mm>/<uuid4 hex>.<fmt>`` and hash it on the way.
+
+    ``src`` is a path, or an open binary stream (an HTTP upload), read in chunks either way so
+    memory stays flat for any size; a stream is read to its end but not closed.
 
     ``fmt`` must be a supported format (the one :func:`validate_upload` returned), so the
     extension tells the truth. Raises :class:`StorageError` (transient: disk full, quota,
@@ -82,10 +102,14 @@ def store_file(
     directory = storage_root / f"{now:%Y}" / f"{now:%m}"
     final = directory / f"{uuid.uuid4().hex}.{fmt}"
 
-    try:
-        source = open_regular_file(src, follow_symlinks=False)
-    except OSError as err:
-        raise upload_error(err, Path(src).name) from err
+    source: BinaryIO | _Unclosed
+    if isinstance(src, str | os.PathLike):
+        try:
+            source = open_regular_file(src, follow_symlinks=False)
+        except OSError as err:
+            raise upload_error(err, Path(src).name) from err
+    else:
+        source = _Unclosed(src)
 
     written: Path | None = None  # whatever must be removed if storing fails
     with source:

@@ -29,8 +29,8 @@ from celery import Celery
 
 from db.engine import get_engine, libpq_url, unit_of_work
 from db.users import get_or_create_operator
+from pipeline.intake import record_submission as submit_file
 from pipeline.quality import word_error_rate
-from pipeline.runner import submit_file
 from pipeline.settings import Settings
 from tests.badinput import (
     BATCH,
