@@ -90,7 +90,12 @@ class AnalysisType(enum.StrEnum):
     SUMMARY = "summary"
     KEYWORDS = "keywords"
     ENTITIES = "entities"
-    CUSTOM = "custom"
+    CONVERSATION = "conversation"  # talk time, overlap, interruptions per speaker (006)
+    PII = "pii"  # personal data found in the transcript (006)
+    CHAPTERS = "chapters"  # topical sections with headline, gist, summary (006)
+    TOPICS = "topics"  # zero-shot labels from a taxonomy (006)
+    LLM_SUMMARY = "llm_summary"  # abstractive summary from an OpenAI-compatible server (006)
+    CUSTOM = "custom"  # user-defined; may repeat per version
 
 
 def _in(column: str, values: type[enum.StrEnum]) -> str:
