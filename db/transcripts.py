@@ -20,39 +20,28 @@ from sqlalchemy.orm import Session
 
 from db.models import AudioFile, Transcription
 
+# The limits below are also enforced by the SQL function (migration 003), which the app role may
+# call directly; they are checked here first so that a caller gets a ValueError, not a DB error.
 MAX_SEARCH_RESULTS = 100
 # ts_headline's cost grows much faster than linearly with the number of query terms (a 10 kB
 # query took seconds per row), so a query is cut to its first words: no search needs more.
 MAX_QUERY_WORDS = 16
 MAX_QUERY_CHARS = 256
-# Plain-text highlight marks: snippets are shown in terminals and logs, and HTML marks around
-# unescaped transcript text would invite markup injection wherever they were rendered.
+# Plain-text highlight marks (fixed in migration 003): snippets are shown in terminals and logs,
+# and HTML marks around unescaped transcript text would invite markup injection wherever they
+# were rendered.
 HIGHLIGHT_START = "**"
 HIGHLIGHT_STOP = "**"
 
-# The query text is a bound parameter parsed by websearch_to_tsquery, which accepts any input
-# (quotes, operators, punctuation) without raising; the top hits are picked first and only they
-# get the (costly) ts_headline.
+# search_latest_transcriptions (migration 003) is a SECURITY DEFINER function: as a plain query,
+# row-level security keeps `@@` (not LEAKPROOF) away from the GIN index, and a search as the app
+# role read every visible transcript (11 s for a manager at 1M rows). The function applies the
+# SELECT policies' rule itself (acting user and role from app.current_user_id) and so can use
+# the index; a caller that bypasses RLS (the operator CLI) sees every file, as it would anyway.
+# The query text is a bound parameter parsed by websearch_to_tsquery, which accepts any input.
 _SEARCH_SQL = sql_text(
-    """
-    WITH q AS (SELECT websearch_to_tsquery('english', :query) AS query),
-    hits AS (
-        SELECT t.id, t.audio_file_id, af.file_name, t.transcription_text, q.query,
-               ts_rank_cd(t.search_vector, q.query) AS rank, t.created_at
-        FROM transcriptions t
-        JOIN audio_files af ON af.id = t.audio_file_id
-        CROSS JOIN q
-        WHERE t.is_latest
-          AND t.search_vector @@ q.query
-          AND (CAST(:user_id AS uuid) IS NULL OR af.user_id = CAST(:user_id AS uuid))
-        ORDER BY rank DESC, t.created_at DESC, t.id
-        LIMIT :limit
-    )
-    SELECT id, audio_file_id, file_name, rank,
-           ts_headline('english', transcription_text, query, :options) AS snippet
-    FROM hits
-    ORDER BY rank DESC, created_at DESC, id
-    """
+    "SELECT transcription_id, audio_file_id, file_name, rank, snippet "
+    "FROM search_latest_transcriptions(:query, :limit, CAST(:user_id AS uuid))"
 )
 
 
@@ -153,6 +142,10 @@ def search_transcripts(
     Any text is accepted: NUL characters (which PostgreSQL text cannot hold) become spaces, only
     the first :data:`MAX_QUERY_WORDS` words count, and a query with no searchable words returns
     no hits.
+
+    Visibility is that of row-level security for the session's role: the app role sees what its
+    acting user may read (nothing without one); the owner or operator sees every file.
+    ``user_id`` narrows the hits to one owner's files, it never widens them.
     """
     if not 1 <= limit <= MAX_SEARCH_RESULTS:
         raise ValueError(f"limit must be between 1 and {MAX_SEARCH_RESULTS}, got {limit}")
@@ -160,22 +153,17 @@ def search_transcripts(
     cleaned = " ".join(words)[:MAX_QUERY_CHARS]
     if not cleaned:
         return []
-    options = (
-        f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_STOP}", '
-        "MaxWords=35, MinWords=15, MaxFragments=2"
-    )
     rows = session.execute(
         _SEARCH_SQL,
         {
             "query": cleaned,
             "user_id": str(user_id) if user_id is not None else None,
             "limit": limit,
-            "options": options,
         },
     )
     return [
         SearchHit(
-            transcription_id=row.id,
+            transcription_id=row.transcription_id,
             audio_file_id=row.audio_file_id,
             file_name=row.file_name,
             rank=float(row.rank),
