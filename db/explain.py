@@ -8,7 +8,7 @@ can store them and a test can assert on them.
 
 Loading the module and its settings need a superuser. The settings are transaction-local, so
 call :func:`nested_plans` inside the transaction that runs the statement, before any
-``SET LOCAL ROLE`` (the settings stay in force after it).
+``SET LOCAL ROLE`` (the settings stay in force after it), and end that transaction soon after.
 """
 
 from __future__ import annotations
@@ -60,4 +60,9 @@ def nested_plans(conn: Connection, *, analyze: bool = True) -> Iterator[list[str
         yield plans
     finally:
         raw.remove_notice_handler(collect)
-        conn.exec_driver_sql("SELECT set_config('auto_explain.log_min_duration', '-1', true)")
+        # Stop reporting for the rest of the transaction; after a SET LOCAL ROLE only the end of
+        # the transaction can (the setting is superuser-only), and that is soon enough.
+        conn.exec_driver_sql(
+            "SELECT CASE WHEN current_setting('is_superuser') = 'on' "
+            "THEN set_config('auto_explain.log_min_duration', '-1', true) END"
+        )
