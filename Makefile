@@ -1,5 +1,5 @@
 # One target per check, used by people and CI alike (see README.md).
-.PHONY: setup demo test lint typecheck check bench
+.PHONY: setup demo test lint format typecheck check bench
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,10 @@ test: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
 
 typecheck: setup
 	.venv/bin/mypy .
