@@ -28,7 +28,7 @@ def test_an_upward_import_is_reported(tmp_path: Path) -> None:
     for name, body in {
         "__init__.py": "",
         "high.py": "",
-        "low.py": "def f() -> None:\n    from layered import high  # upward, hidden in a function\n",
+        "low.py": "def f() -> None:\n    from layered import high  # upward, in a function\n",
     }.items():
         (top / name).parent.mkdir(parents=True, exist_ok=True)
         (top / name).write_text(body)
