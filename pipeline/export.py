@@ -1,8 +1,17 @@
-"""Transcript exports: plain text, JSON, SubRip (SRT) and WebVTT subtitles from stored segments."""
+"""Transcript exports: plain text, JSON, SubRip (SRT) and WebVTT subtitles from stored segments.
+
+Segment text is data a speaker (or whoever crafted the audio) controls, so subtitle cues are
+escaped before they reach a player: ``&``, ``<`` and ``>`` become character references (WebVTT
+defines ``&amp; &lt; &gt;``; SRT players that understand tags read the same ones, the others
+show them as text), which also turns ``-->`` into ``--&gt;`` so no cue line can look like a
+timing line; control characters are dropped; and line breaks inside a cue are kept but never
+blank, since a blank line ends a cue and whatever follows would be parsed as a new one.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -19,10 +28,25 @@ def timestamp(seconds: float, *, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
+# C0 and C1 controls other than the line breaks handled by splitlines(), and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def cue_text(text: str) -> str:
+    """``text`` made safe as the payload of one SRT or WebVTT cue (see the module docstring)."""
+    lines = []
+    for line in text.splitlines():  # every line terminator a player may honour, CR included
+        line = _CONTROL.sub("", line).strip()
+        if line:
+            lines.append("".join(_REFERENCES.get(char, char) for char in line))
+    return "\n".join(lines)
+
+
 def _cues(segments: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str]]:
     cues = []
     for segment in segments:
-        text = str(segment.get("text", "")).strip()
+        text = cue_text(str(segment.get("text", "")))
         if text:
             cues.append((float(segment["start"]), float(segment["end"]), text))
     return cues
