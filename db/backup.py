@@ -5,7 +5,10 @@ libpq environment variables (PGHOST, PGUSER, PGPASSWORD, …), never as argument
 a command line is readable by every local user through ``ps`` and ``/proc``.
 
 A backup is written to a temporary file next to the target and renamed when ``pg_dump``
-succeeded, so a failed run never leaves a truncated file that looks like a backup. A restore
+succeeded, so a failed run never leaves a truncated file that looks like a backup. The dump holds
+password hashes and every transcript, so that file is created owner-only (0600) before pg_dump
+writes into it, whatever the umask; an older file at the target is replaced, not rewritten.
+A restore
 runs in one transaction (``--single-transaction``): it applies completely or not at all.
 Roles are cluster-wide and not in the dump: restoring into another cluster needs the
 ``teleai_app``/``teleai_worker`` roles first (``teleai db upgrade`` on an empty database there
@@ -14,6 +17,7 @@ creates them, or the DO block at the top of migration 002).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -26,6 +30,7 @@ from db.engine import libpq_url
 
 # Custom-format archives start with these bytes (pg_backup_archiver.c).
 ARCHIVE_MAGIC = b"PGDMP"
+BACKUP_MODE = 0o600
 
 # libpq connection keywords and their environment variables ("Environment Variables" in the
 # libpq manual). A URL keyword outside this table is refused rather than silently dropped.
@@ -125,7 +130,18 @@ def backup(database_url: str, path: Path) -> int:
         raise BackupError(f"{path} is a directory; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # left by a killed run; O_EXCL below must create a fresh file
     try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, BACKUP_MODE)
+    except OSError as error:
+        raise BackupError(f"cannot write {path}: {error.strerror}") from error
+    try:
+        os.fchmod(fd, BACKUP_MODE)  # the umask may have taken bits away, never added: be exact
+    finally:
+        os.close(fd)
+    try:
+        # pg_dump opens the existing file for writing (truncating it), so it keeps this mode.
         _run(backup_command(partial), libpq_env(database_url), "pg_dump")
         partial.replace(path)
     finally:

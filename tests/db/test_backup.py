@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,6 +163,27 @@ def test_a_failed_backup_leaves_no_file(database_url: str, tmp_path: Path) -> No
     with pytest.raises(db_backup.BackupError, match=r"pg_dump failed: .*teleai_no_such_database"):
         db_backup.backup(missing.render_as_string(hide_password=False), archive)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_backup_is_owner_only_whatever_the_umask(
+    database_url: str,
+    cli: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The dump holds password hashes and every transcript: 0600, even over an older 0644 file."""
+    archive = tmp_path / "teleai.dump"
+    archive.write_bytes(b"an older, world-readable backup")
+    archive.chmod(0o644)
+    old_umask = os.umask(0o002)  # the permissive umask the issue reproduced the leak with
+    try:
+        code, output = teleai(cli, monkeypatch, database_url, "db", "backup", str(archive))
+    finally:
+        os.umask(old_umask)
+    assert code == 0, output
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    assert archive.read_bytes().startswith(db_backup.ARCHIVE_MAGIC)
+    assert list(tmp_path.iterdir()) == [archive]
 
 
 def test_restore_refuses_what_is_not_an_archive(
