@@ -25,12 +25,13 @@ from db import analyses as analyses_db
 from db import transcripts as transcripts_db
 from db.models import AudioFile, Stage, Transcription
 from pipeline import jobs
-from pipeline.audio.decode import decode_to_16k_mono
+from pipeline.audio.decode import Window, decode_windows
 from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
 from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, classify
 from pipeline.joblog import log_job_summary
+from pipeline.memguard import memory_budget
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -134,7 +135,8 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
         real_format = validate_upload(path, max_bytes=settings.max_file_bytes)
         timings["validate"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        info = probe_audio(path, real_format, max_duration=settings.max_duration_seconds)
+        with memory_budget(settings.task_memory_budget_mib, what="reading the file"):
+            info = probe_audio(path, real_format, max_duration=settings.max_duration_seconds)
         timings["probe"] = time.perf_counter() - t1
     timings["ingest"] = time.perf_counter() - t0
     values: dict[str, Any] = {
@@ -161,24 +163,45 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
 def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> uuid.UUID | None:
     """Transcribe and write a new version with the ``is_latest`` flip; returns its id."""
     from pipeline.transcription import get_transcriber  # heavy: imported on first use
+    from pipeline.transcription.windows import transcribe_windows
 
     claim = _claim(uow, file_id, Stage.TRANSCRIBE, settings)
     if claim is None:
         return None
     with uow() as session:
         settings = _engine_settings(session, file_id, settings)
+        stored_seconds = _stored_duration(session, file_id)
     timings: dict[str, float] = {}
     with _stage(uow, claim, settings, timings):
         t0 = time.perf_counter()
-        audio = decode_to_16k_mono(Path(claim.file_path), ensure_audio_format(claim.file_format))
-        timings["decode"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
         transcriber = get_transcriber(settings)
-        timings["model_load"] = time.perf_counter() - t1
+        timings["model_load"] = time.perf_counter() - t0
+        batched = stored_seconds is not None and stored_seconds >= settings.batched_min_seconds
         t2 = time.perf_counter()
-        transcript = transcriber.transcribe(audio, language=settings.language)
-        timings["transcribe"] = time.perf_counter() - t2
+        with memory_budget(settings.task_memory_budget_mib, what="transcribing") as budget:
+            windows = _TimedWindows(
+                decode_windows(
+                    Path(claim.file_path),
+                    ensure_audio_format(claim.file_format),
+                    window_seconds=settings.transcribe_window_seconds,
+                    max_seconds=settings.max_duration_seconds,
+                )
+            )
+            transcript = transcribe_windows(
+                transcriber,
+                windows,
+                language=settings.language,
+                batched=batched,
+                between=budget.check,
+            )
+        timings["decode"] = windows.seconds
+        timings["transcribe"] = time.perf_counter() - t2 - windows.seconds
     timings["transcribe_stage"] = time.perf_counter() - t0
+    # Ingest stored the decoded duration; correct it should this decode disagree (a second
+    # line behind the ingest count, never expected to act).
+    values: dict[str, Any] = {}
+    if stored_seconds is None or abs(stored_seconds - transcript.duration) > 1.0:
+        values["duration_seconds"] = round(transcript.duration, 3)
     with uow() as session:
         if not jobs.still_holds(session, claim):
             return None
@@ -203,9 +226,38 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
         )
         timings["transcribe_db_write"] = time.perf_counter() - t3
         # The row is locked and fenced by still_holds, so the hand-over cannot miss.
-        advanced = jobs.advance(session, claim, Stage.ANALYZE, timings=timings)
+        advanced = jobs.advance(session, claim, Stage.ANALYZE, timings=timings, values=values)
         assert advanced, "claim lost while holding the row lock"
         return version.id
+
+
+class _TimedWindows:
+    """Iterates ``windows`` and adds up the seconds spent producing them (decoding), so the
+    stage timings keep separate ``decode`` and ``transcribe`` figures although the two now
+    alternate window by window."""
+
+    def __init__(self, windows: Iterator[Window]) -> None:
+        self._windows = windows
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[Window]:
+        while True:
+            started = time.perf_counter()
+            try:
+                window = next(self._windows)
+            except StopIteration:
+                self.seconds += time.perf_counter() - started
+                return
+            self.seconds += time.perf_counter() - started
+            yield window
+
+
+def _stored_duration(session: Session, file_id: uuid.UUID) -> float | None:
+    """The decoded duration ingest stored (it chooses the batched or sequential path)."""
+    row = session.get(AudioFile, file_id)
+    if row is None or row.duration_seconds is None:
+        return None
+    return float(row.duration_seconds)
 
 
 def _engine_settings(session: Session, file_id: uuid.UUID, settings: Settings) -> Settings:

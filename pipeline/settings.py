@@ -48,7 +48,44 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(2 * 1024**3, gt=0, description="Reject larger uploads.")
     max_duration_seconds: float = Field(
-        4 * 3600.0, gt=0, description="Reject audio longer than this at probe time."
+        4 * 3600.0,
+        gt=0,
+        description=(
+            "Reject audio longer than this. Counted in decoded samples, not read from headers: "
+            "at ingest (decoding stops at the limit) and again while transcribing."
+        ),
+    )
+    task_memory_budget_mib: int = Field(
+        2048,
+        ge=0,
+        description=(
+            "How much a worker process may grow while it works on one file before the file is "
+            "failed with a clear message (RSS watchdog plus an address-space cap, inside the "
+            "task; see pipeline/memguard.py). 0 = no guard."
+        ),
+    )
+
+    # --- long files -----------------------------------------------------------------------
+    transcribe_window_seconds: float = Field(
+        300.0,
+        ge=5,
+        description=(
+            "Audio is decoded and transcribed in windows of at most this length, cut in the "
+            "quietest moment of their last quarter, so worker memory does not grow with the "
+            "file's length (docs/performance.md, 'Long files')."
+        ),
+    )
+    batched_min_seconds: float = Field(
+        600.0,
+        ge=0,
+        description=(
+            "Files at least this long use faster-whisper's BatchedInferencePipeline (faster on "
+            "long files, measured in bench 'longfile'); shorter ones the sequential decoder. "
+            "0 = always batched."
+        ),
+    )
+    batched_batch_size: int = Field(
+        8, ge=1, description="Batch size of the BatchedInferencePipeline."
     )
 
     # --- transcription --------------------------------------------------------------------

@@ -19,8 +19,13 @@ Audio = npt.NDArray[np.float32]
 class Transcriber(Protocol):
     """Turns decoded audio into a :class:`Transcript`; one instance holds one loaded model."""
 
-    def transcribe(self, audio: Audio, *, language: str | None) -> Transcript:
-        """Transcribe ``audio``; ``language=None`` means detect it (multilingual models)."""
+    def transcribe(
+        self, audio: Audio, *, language: str | None, batched: bool = False
+    ) -> Transcript:
+        """Transcribe ``audio``; ``language=None`` means detect it (multilingual models).
+        ``batched`` asks for the engine's batched decoder where it has one (faster on long
+        files); engines without one decode sequentially. ``parameters["inference"]`` of the
+        result says which ran."""
         ...
 
 

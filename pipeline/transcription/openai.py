@@ -127,7 +127,11 @@ class OpenAIWhisperTranscriber:
         best = max(probabilities, key=probabilities.get)
         return str(best), float(probabilities[best])
 
-    def transcribe(self, audio: Audio, *, language: str | None) -> Transcript:
+    def transcribe(
+        self, audio: Audio, *, language: str | None, batched: bool = False
+    ) -> Transcript:
+        """``batched`` is accepted for the common interface; openai-whisper has no batched
+        decoder, so the sequential path always runs (``parameters["inference"]`` says so)."""
         samples = check_audio(audio)
         probability: float | None = None
         if not self.multilingual:
@@ -162,5 +166,9 @@ class OpenAIWhisperTranscriber:
             engine_version=version("openai-whisper"),
             model_name=self.model_name,
             confidence=transcript_confidence(segments),
-            parameters={**self._parameters, "language_requested": language},
+            parameters={
+                **self._parameters,
+                "language_requested": language,
+                "inference": "sequential",
+            },
         )

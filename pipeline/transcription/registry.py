@@ -31,6 +31,7 @@ def _build(
     vad_filter: bool,
     cache_dir: Path,
     hub_downloads: bool,
+    batch_size: int = 8,
 ) -> Transcriber:
     if engine == "faster-whisper":
         from pipeline.transcription.faster import FasterWhisperTranscriber
@@ -44,6 +45,7 @@ def _build(
             cpu_threads=cpu_threads,
             beam_size=beam_size,
             vad_filter=vad_filter,
+            batch_size=batch_size,
         )
     if engine == "openai-whisper":
         from pipeline.transcription.openai import OpenAIWhisperTranscriber
@@ -72,6 +74,7 @@ def get_transcriber(settings: Settings) -> Transcriber:
         settings.whisper_vad_filter,
         settings.model_cache_dir,
         settings.hub_downloads,
+        settings.batched_batch_size,
     )
 
 
