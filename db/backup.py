@@ -8,8 +8,8 @@ A backup is written to a temporary file next to the target and renamed when ``pg
 succeeded, so a failed run never leaves a truncated file that looks like a backup. The dump holds
 password hashes and every transcript, so that file is created owner-only (0600) before pg_dump
 writes into it, whatever the umask; an older file at the target is replaced, not rewritten.
-A restore
-runs in one transaction (``--single-transaction``): it applies completely or not at all.
+A restore runs in one transaction (``--single-transaction``): it applies completely or not at
+all.
 Roles are cluster-wide and not in the dump: restoring into another cluster needs the
 ``teleai_app``/``teleai_worker`` roles first (``teleai db upgrade`` on an empty database there
 creates them, or the DO block at the top of migration 002).
