@@ -18,6 +18,7 @@ from interfaces.cli import (  # noqa: F401
     inspect,
     metrics,
     ops,
+    serve,
     stats,
     watch,
 )

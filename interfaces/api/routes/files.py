@@ -1,0 +1,7 @@
+"""Native API: files (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1", tags=["files"])

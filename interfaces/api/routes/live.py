@@ -1,0 +1,7 @@
+"""Native API: live (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/v1", tags=["live"])
