@@ -112,7 +112,7 @@ def open_audio(
             container = av.open(
                 url,
                 mode="r",
-                format=FFMPEG_DEMUXERS[fmt],
+                format=str(FFMPEG_DEMUXERS[fmt]),  # PyAV wants a plain str, not an enum
                 options={"protocol_whitelist": "file"},
                 metadata_errors="ignore",
             )

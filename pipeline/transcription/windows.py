@@ -68,8 +68,9 @@ def transcribe_windows(
         first = first or piece
         if detected is None and piece.segments:
             detected = piece
+        base = len(segments)
         segments.extend(
-            shifted(segment, window.start, len(segments) + index)
+            shifted(segment, window.start, base + index)
             for index, segment in enumerate(piece.segments)
         )
         del piece
