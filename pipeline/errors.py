@@ -48,6 +48,19 @@ class StorageError(TransientError):
     """Raised when managed storage cannot be written (disk full, permissions, I/O error)."""
 
 
+class StorageUnavailable(StorageError):
+    """Raised when object storage cannot be reached or answers with a server-side error."""
+
+
+class StorageMisconfigured(PermanentError):
+    """Raised when storage refuses us for a reason a retry cannot fix: a missing bucket, bad
+    credentials, no permission, or a stored reference outside managed storage."""
+
+
+class StoredFileMissing(PermanentError):
+    """Raised when a file's stored copy is no longer in managed storage."""
+
+
 def classify(error: BaseException) -> PipelineError:
     """Translate any exception into our tree: the one place that decides retry vs. give up.
 

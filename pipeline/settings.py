@@ -42,6 +42,28 @@ class Settings(BaseSettings):
         default_factory=lambda: _data_home() / "storage",
         description="Managed storage root; ingested files are copied here under generated names.",
     )
+    storage_url: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^/].*)?$",
+        description=(
+            "Object storage for ingested files, 's3://bucket/prefix'. Unset: files stay in "
+            "TELEAI_STORAGE_DIR (one host only). Set: every worker on any host reads them from "
+            "the bucket; TELEAI_STORAGE_DIR then only holds short-lived temporary copies."
+        ),
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint (SeaweedFS, MinIO, ...); unset = AWS."
+    )
+    s3_region: str | None = Field(None, description="S3 region; unset = the SDK's default.")
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="S3 access key; unset = the SDK's credential chain (env, profile, role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Days a soft-deleted file's stored copy is kept before the purge removes it.",
+    )
     model_cache_dir: Path = Field(
         default_factory=lambda: _data_home() / "models",
         description="Where models assembled or converted from installed packages are cached.",

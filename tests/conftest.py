@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from db import engine as db_engine
 from db.engine import libpq_url
 from db.migrate import upgrade
+from tests.storage_server import s3_server  # noqa: F401  (the real S3 server fixture)
 
 ADMIN_URL = os.environ.get(
     "TELEAI_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
