@@ -64,27 +64,49 @@ class StoredFileMissing(PermanentError):
 def classify(error: BaseException) -> PipelineError:
     """Translate any exception into our tree: the one place that decides retry vs. give up.
 
-    Lost connections to PostgreSQL or Redis and full disks may heal, so they are transient;
-    anything else unexpected is a bug or an input the libraries choke on, and retrying the same
-    input would fail the same way, so it is permanent (with the library's message kept).
+    Both retry paths ask this: the runner, for errors inside a stage's work (fail the row or
+    release it), and ``workers.retry.PipelineTask``, for errors around it (claim, result write,
+    sending the next message). Lost connections to PostgreSQL or Redis and full disks may heal,
+    so they are transient; anything else unexpected is a bug or an input the libraries choke
+    on, and retrying the same input would fail the same way, so it is permanent (with the
+    library's message kept).
     """
     if isinstance(error, PipelineError):
         return error
-    # Imported here so this module stays import-light for the CLI.
-    from kombu.exceptions import OperationalError as BrokerOperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    if isinstance(error, OperationalError | RedisConnectionError | BrokerOperationalError):
+    if _service_unavailable(error):
         return TransientError(f"a service was unavailable: {type(error).__name__}: {error}")
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return TransientError(f"the database connection was lost: {error}")
     if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
         return StorageError(f"storage error: {error.strerror or error}")
     name = type(error).__name__
     if name == "SoftTimeLimitExceeded":
         return PermanentError("took longer than the task time limit")
     return PermanentError(f"unexpected error ({name}): {error}")
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when :func:`classify` says retrying may succeed."""
+    return isinstance(classify(error), TransientError)
+
+
+def _service_unavailable(error: BaseException) -> bool:
+    """A lost or refused connection to PostgreSQL or Redis (through any of their libraries)."""
+    # Imported here so this module stays import-light for the CLI.
+    from kombu.exceptions import OperationalError as BrokerOperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(
+        error,
+        OperationalError
+        | InterfaceError
+        | RedisConnectionError
+        | RedisTimeoutError
+        | BrokerOperationalError
+        | ConnectionError,  # the builtin: refused, reset, broken pipe
+    ):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 _TRANSIENT_ERRNOS = frozenset(
