@@ -14,6 +14,7 @@ from typing import Any
 from bench.corpus import CorpusFile, ensure_corpus
 from bench.engines import EngineConfig, EngineRun, LoadedEngine, measure
 from bench.services import ServiceConfig
+from pipeline.audio.formats import AudioFormat
 from pipeline.transcription.base import Audio
 
 
@@ -70,7 +71,7 @@ class Context:
         if name not in self._audio:
             from pipeline.audio.decode import decode_to_16k_mono
 
-            self._audio[name] = decode_to_16k_mono(self.file(name).path, "mp3")
+            self._audio[name] = decode_to_16k_mono(self.file(name).path, AudioFormat.MP3)
         return self._audio[name]
 
     def engine(self, config: EngineConfig) -> LoadedEngine:

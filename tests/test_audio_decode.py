@@ -33,7 +33,7 @@ def test_decode_every_format_to_16k_mono_float32(fmt: AudioFormat) -> None:
 
 def test_decode_refuses_content_that_is_not_the_stated_format() -> None:
     with pytest.raises(UnsupportedAudio, match="expected FLAC audio but the file contains a WAV"):
-        decode_to_16k_mono(sample("wav"), "flac")
+        decode_to_16k_mono(sample("wav"), AudioFormat.FLAC)
 
 
 def test_decode_damaged_files_is_corrupt(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_playlists_renamed_as_audio_are_refused_and_never_followed(
             path.write_text(script.format(target=watch.path))
             with pytest.raises(UnsupportedAudio, match="not audio"):
                 validate_upload(path, max_bytes=1 << 20)
-            for fmt in ("mp3", "webm"):
+            for fmt in (AudioFormat.MP3, AudioFormat.WEBM):
                 with pytest.raises(UnsupportedAudio):
                     probe_audio(path, fmt)
                 with pytest.raises(UnsupportedAudio):
@@ -119,9 +119,9 @@ def test_playlists_renamed_as_audio_are_refused_and_never_followed(
             for fmt in SUPPORTED_FORMATS:
                 assert _decodable_samples(path, fmt) == 0
             with pytest.raises(CorruptAudio):
-                probe_with_ffprobe(path, "mp3")
+                probe_with_ffprobe(path, AudioFormat.MP3)
             with pytest.raises(CorruptAudio):
-                probe_with_pyav(path, "mp3")
+                probe_with_pyav(path, AudioFormat.MP3)
         assert not watch.was_opened()
     finally:
         watch.release()

@@ -24,12 +24,12 @@ from tests.speech import require_tool
 from tests.test_audio_samples import copy_sample, m4a_without_moov, reference_duration, sample
 
 CODECS: dict[AudioFormat, str] = {
-    "mp3": "mp3",
-    "wav": "pcm_s16le",
-    "ogg": "vorbis",
-    "m4a": "aac",
-    "flac": "flac",
-    "webm": "opus",
+    AudioFormat.MP3: "mp3",
+    AudioFormat.WAV: "pcm_s16le",
+    AudioFormat.OGG: "vorbis",
+    AudioFormat.M4A: "aac",
+    AudioFormat.FLAC: "flac",
+    AudioFormat.WEBM: "opus",
 }
 TOLERANCE_S = 0.15
 
@@ -72,7 +72,7 @@ def test_probe_without_ffprobe_on_path_uses_pyav(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PATH", "/nonexistent")
     info = probe_audio(sample("webm"), "webm")
     assert info.probed_with == "pyav"
-    _assert_matches_source(info, "webm")
+    _assert_matches_source(info, AudioFormat.WEBM)
 
 
 def test_probe_reports_tags_as_json() -> None:
@@ -136,7 +136,7 @@ def test_probe_webm_without_audio_stream(tmp_path: Path) -> None:
     )  # fmt: skip
     for probe in (probe_audio, probe_with_ffprobe, probe_with_pyav):
         with pytest.raises(UnsupportedAudio, match="contains no audio stream"):
-            probe(path, "webm")
+            probe(path, AudioFormat.WEBM)
 
 
 # --- lying headers: the decoder is trusted over an implausible header -----------------------
@@ -165,7 +165,7 @@ def test_probe_mp3_claiming_to_be_hours_long(tmp_path: Path) -> None:
     data[at : at + 8] = struct.pack(">II", frames * 1000, size * 1000)
     path = tmp_path / "forged.mp3"
     path.write_bytes(bytes(data))
-    header = probe_with_mutagen(path, "mp3")
+    header = probe_with_mutagen(path, AudioFormat.MP3)
     assert header is not None and header.duration_seconds > 3000
     info = probe_audio(path, "mp3", max_duration=60)  # not rejected as too long: it is not
     assert info.extra["duration_source"] == "decoded"

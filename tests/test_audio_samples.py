@@ -41,9 +41,13 @@ def reference_duration() -> float:
     return frames / rate
 
 
-@functools.cache
 def sample(fmt: str) -> Path:
     """The sentence in ``fmt`` (44.1 kHz stereo; 48 kHz for WebM). Treat as read-only."""
+    return _sample(str(fmt))  # one cache entry whether given "mp3" or AudioFormat.MP3
+
+
+@functools.cache
+def _sample(fmt: str) -> Path:
     return convert(source_wav(), fmt, _workdir() / f"speech.{fmt}")
 
 

@@ -67,7 +67,9 @@ def transcriber() -> Transcriber:
 
 def test_windows_cover_the_file_exactly_and_cut_in_pauses(call: Path) -> None:
     whole = decode_to_16k_mono(call, AudioFormat.MP3)
-    windows = list(decode_windows(call, AudioFormat.MP3, window_seconds=WINDOW_S, search_seconds=SEARCH_S))
+    windows = list(
+        decode_windows(call, AudioFormat.MP3, window_seconds=WINDOW_S, search_seconds=SEARCH_S)
+    )
     assert len(windows) >= 3
     assert np.array_equal(np.concatenate([w.samples for w in windows]), whole)
     position = 0
@@ -152,7 +154,7 @@ def test_the_inference_path_is_recorded(call: Path, transcriber: Transcriber) ->
 def test_eight_hours_in_a_58_kb_flac_claiming_ten_seconds(tmp_path: Path) -> None:
     path = flac_with_lying_header(tmp_path / "lie.flac", seconds=8 * 3600, claim_seconds=10)
     assert path.stat().st_size < 100_000
-    header = probe_with_mutagen(path, "flac")
+    header = probe_with_mutagen(path, AudioFormat.FLAC)
     assert header is not None and header.duration_seconds == pytest.approx(10)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
@@ -161,23 +163,23 @@ def test_eight_hours_in_a_58_kb_flac_claiming_ten_seconds(tmp_path: Path) -> Non
         match=r"^the audio lasts more than 4:00:00 although its header claims 0:00:10; "
         r"the limit is 4:00:00$",
     ):
-        probe_audio(path, "flac", max_duration=FOUR_HOURS)
+        probe_audio(path, AudioFormat.FLAC, max_duration=FOUR_HOURS)
     with pytest.raises(AudioTooLong, match="the audio lasts more than 4:00:00"):
-        for _ in decode_windows(path, "flac", window_seconds=300, max_seconds=FOUR_HOURS):
+        for _ in decode_windows(path, AudioFormat.FLAC, window_seconds=300, max_seconds=FOUR_HOURS):
             pass
     assert time.perf_counter() - started < 10
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
     assert grown_kib < 100 * 1024, f"peak RSS grew by {grown_kib / 1024:.0f} MiB"
     # Without a limit the decoded length is the truth, not the header's.
-    assert measure_decoded_duration(path, "flac").seconds == pytest.approx(8 * 3600)
+    assert measure_decoded_duration(path, AudioFormat.FLAC).seconds == pytest.approx(8 * 3600)
 
 
 def test_webm_with_a_patched_duration_element(tmp_path: Path) -> None:
     path = webm_with_lying_duration(tmp_path / "lie.webm", seconds=90, claim_seconds=10)
-    assert probe_with_ffprobe(path, "webm").duration_seconds == pytest.approx(10, abs=0.1)
+    assert probe_with_ffprobe(path, AudioFormat.WEBM).duration_seconds == pytest.approx(10, abs=0.1)
     with pytest.raises(AudioTooLong, match="more than 0:01:00 although its header claims 0:00:10"):
-        probe_audio(path, "webm", max_duration=60)
-    info = probe_audio(path, "webm", max_duration=120)  # under the limit: the real length
+        probe_audio(path, AudioFormat.WEBM, max_duration=60)
+    info = probe_audio(path, AudioFormat.WEBM, max_duration=120)  # under the limit: the real length
     assert info.duration_seconds == pytest.approx(90, abs=0.1)
     assert info.extra["duration_source"] == "decoded"
     assert info.extra["header_duration_seconds"] == pytest.approx(10, abs=0.1)

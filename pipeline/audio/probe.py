@@ -59,12 +59,12 @@ FFPROBE_TIMEOUT_S = 120
 log = logging.getLogger(__name__)
 
 _MUTAGEN_TYPES: dict[AudioFormat, list[type[mutagen.FileType]]] = {
-    "mp3": [MP3],
-    "wav": [WAVE],
-    "ogg": [OggVorbis, OggOpus, OggFLAC, OggSpeex],
-    "m4a": [MP4],
-    "flac": [FLAC],
-    "webm": [],  # mutagen has no Matroska reader
+    AudioFormat.MP3: [MP3],
+    AudioFormat.WAV: [WAVE],
+    AudioFormat.OGG: [OggVorbis, OggOpus, OggFLAC, OggSpeex],
+    AudioFormat.M4A: [MP4],
+    AudioFormat.FLAC: [FLAC],
+    AudioFormat.WEBM: [],  # mutagen has no Matroska reader
 }
 _OGG_CODECS: dict[type[mutagen.FileType], str] = {
     OggVorbis: "vorbis",

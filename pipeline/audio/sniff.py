@@ -210,7 +210,7 @@ def _sniff_ftyp(head: bytes) -> Sniffed:
     if major in (b"jp2 ", b"jpx ", b"jpm "):
         return _other("a JPEG 2000 image")
     if brands & _MP4_BRANDS:
-        return _audio("m4a")
+        return _audio(AudioFormat.M4A)
     name = major.decode("ascii", "replace").strip()
     return _other(f"an ISO media file of brand {name!r}, not a known audio/video type")
 
@@ -271,9 +271,9 @@ def _sniff_after_id3(f: BinaryIO) -> Sniffed | None:
         start += 1
     data = data[start:]
     if data[:4] == b"fLaC":
-        return _audio("flac")
+        return _audio(AudioFormat.FLAC)
     if _looks_like_mp3(data):
-        return _audio("mp3")
+        return _audio(AudioFormat.MP3)
     if not data:
         return _other("an ID3 tag with no audio after it")
     return _other("an ID3 tag followed by data that is not MP3 audio")
@@ -291,21 +291,21 @@ def sniff_fileobj(f: BinaryIO) -> Sniffed:  # noqa: C901 - one flat check per co
     if head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64"):
         kind = head[8:12]
         if kind == b"WAVE":
-            return _audio("wav")
+            return _audio(AudioFormat.WAV)
         if kind == b"WEBP":
             return _other("a WebP image")
         if kind == b"AVI ":
             return _other("an AVI video")
         return _other(f"a RIFF file of type {kind.decode('ascii', 'replace')!r}")
     if head[:4] == b"OggS" and len(head) > 4 and head[4] == 0:
-        return _audio("ogg")
+        return _audio(AudioFormat.OGG)
     if head[:4] == b"fLaC":
-        return _audio("flac")
+        return _audio(AudioFormat.FLAC)
     if head[4:8] == b"ftyp":
         return _sniff_ftyp(head)
     if head[:4] == b"\x1a\x45\xdf\xa3":
         if b"webm" in head[:64] or b"matroska" in head[:64]:
-            return _audio("webm")
+            return _audio(AudioFormat.WEBM)
         return _other("an EBML file that is neither WebM nor Matroska")
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return _unsupported_audio("AIFF audio")
@@ -313,7 +313,7 @@ def sniff_fileobj(f: BinaryIO) -> Sniffed:  # noqa: C901 - one flat check per co
         return _unsupported_audio("raw AAC (ADTS) audio")
     f.seek(0)
     if _looks_like_mp3(f.read(8192)):
-        return _audio("mp3")
+        return _audio(AudioFormat.MP3)
     for magic, description in _UNSUPPORTED_AUDIO_MAGIC:
         if head.startswith(magic):
             return _unsupported_audio(description)
