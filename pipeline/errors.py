@@ -7,11 +7,19 @@ so tasks decide retry policy on our types only.
 
 from __future__ import annotations
 
+from pipeline.redact import redact
+
 
 class PipelineError(Exception):
-    """Raised when a pipeline stage cannot finish; ``str(err)`` is shown to users as-is."""
+    """Raised when a pipeline stage cannot finish; ``str(err)`` is shown to users as-is.
+
+    The message is stored in ``audio_files.error_message`` and printed, and it often quotes a
+    library's message, which can hold a connection URL: passwords and configured secrets are
+    taken out here, once, for every error of the tree (:func:`pipeline.redact.redact`).
+    """
 
     def __init__(self, message: str) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
 

@@ -11,10 +11,13 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import IntegrityError
 
-from interfaces.cli.common import app, check_services, db_app, die, out, uow
+from interfaces.cli.common import app, check_services, db_app, die, err, out, shown, uow
 
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+
+
+NEW_PASSWORD_ENV = "TELEAI_NEW_PASSWORD"  # noqa: S105  # the variable's name, not a password
 
 
 @users_app.command("create")
@@ -23,20 +26,54 @@ def users_create(
     email: Annotated[str, typer.Argument()],
     role: Annotated[str, typer.Option(help="admin, manager, analyst or viewer.")] = "viewer",
     full_name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    generate_password: Annotated[
+        bool,
+        typer.Option(
+            "--generate-password", help="Make a random password and print it once (no prompt)."
+        ),
+    ] = False,
     password: Annotated[
         str | None,
         typer.Option(
-            help="Password (default: a random one, printed once).", envvar="TELEAI_NEW_PASSWORD"
+            help="DEPRECATED: a password on the command line is visible to every local user "
+            f"(ps, /proc); use the prompt or {NEW_PASSWORD_ENV}.",
         ),
     ] = None,
 ) -> None:
-    """Create a user (argon2id password hash)."""
+    """Create a user (argon2id password hash).
+
+    The password is asked for with hidden input (typed twice). Scripts set the environment
+    variable TELEAI_NEW_PASSWORD instead, or pass --generate-password for a random one that is
+    printed once.
+    """
+    import os
+
+    import click
+
     from db.users import create_user
 
+    if password is not None:
+        err.print(
+            "[bold yellow]warning:[/] --password is deprecated: the password is visible to "
+            f"every local user in `ps`; use the prompt or {NEW_PASSWORD_ENV}",
+            highlight=False,
+        )
+    secret = password or os.environ.get(NEW_PASSWORD_ENV) or None
+    if secret is None and generate_password:
+        secret = secrets.token_urlsafe(16)
+    elif secret is None:
+        try:
+            secret = typer.prompt(
+                f"Password for {username}", hide_input=True, confirmation_prompt=True, err=True
+            )
+        except click.exceptions.Abort:
+            die(
+                f"no password given: type it at the prompt, set {NEW_PASSWORD_ENV}, or pass "
+                "--generate-password"
+            )
     check_services()
-    secret = password or secrets.token_urlsafe(16)
     try:
-        with uow()() as session:
+        with uow() as session:
             user = create_user(
                 session,
                 email=email,
@@ -50,9 +87,9 @@ def users_create(
         die(f"cannot create user: {str(error.orig).splitlines()[0]}")
     except ValueError as error:
         die(str(error))
-    out.print(f"created {username} ({role}) id {user_id}")
-    if password is None:
-        out.print(f"password (shown once): {secret}")
+    out.print(f"created {shown(username)} ({shown(role)}) id {user_id}")
+    if generate_password and password is None and NEW_PASSWORD_ENV not in os.environ:
+        out.print(f"password (shown once): {secret}", highlight=False)
 
 
 @users_app.command("list")
@@ -65,7 +102,7 @@ def users_list(
     from db.users import list_users
 
     check_services()
-    with uow()() as session:
+    with uow() as session:
         users = list_users(session, include_deleted=include_deleted)
         activity = {a.user_id: a for a in user_activity(session)}
         if as_json:
@@ -97,9 +134,9 @@ def users_list(
         for u in users:
             a = activity.get(u.id)
             table.add_row(
-                u.username,
-                u.email,
-                u.role,
+                shown(u.username),
+                shown(u.email),
+                shown(u.role),
                 "deleted" if u.deleted_at else ("yes" if u.is_active else "no"),
                 str(a.total_files if a else 0),
                 str(a.total_transcriptions if a else 0),
@@ -113,7 +150,7 @@ def users_list(
 def _user_id(login: str) -> uuid.UUID:
     from db.users import get_active_user
 
-    with uow()() as session:
+    with uow() as session:
         user = get_active_user(session, login)
         if user is None:
             die(f"no active user '{login}'")
@@ -127,9 +164,9 @@ def users_deactivate(login: Annotated[str, typer.Argument(help="Username or emai
 
     check_services()
     user_id = _user_id(login)
-    with uow()() as session:
+    with uow() as session:
         deactivate_user(session, user_id)
-    out.print(f"deactivated {login}")
+    out.print(f"deactivated {shown(login)}")
 
 
 @users_app.command("set-role")
@@ -143,11 +180,11 @@ def users_set_role(
     check_services()
     user_id = _user_id(login)
     try:
-        with uow()() as session:
+        with uow() as session:
             set_role(session, user_id, role)
     except ValueError as error:
         die(str(error))
-    out.print(f"{login} is now {role}")
+    out.print(f"{shown(login)} is now {shown(role)}")
 
 
 @db_app.command("refresh-analytics")
@@ -156,7 +193,7 @@ def db_refresh_analytics() -> None:
     from db.monitoring import refresh_analytics
 
     check_services()
-    with uow()() as session:
+    with uow() as session:
         refresh_analytics(session)
     out.print("file_processing_analytics refreshed")
 
@@ -167,7 +204,7 @@ def db_stats() -> None:
     from db.monitoring import index_usage, table_sizes
 
     check_services()
-    with uow()() as session:
+    with uow() as session:
         sizes = table_sizes(session)
         usage = index_usage(session)
     size_table = Table("table", "size", title="table sizes")

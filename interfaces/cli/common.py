@@ -1,15 +1,25 @@
-"""Shared pieces of the ``teleai`` command: the Typer apps, consoles, exit codes, helpers."""
+"""Shared pieces of the ``teleai`` command: the Typer apps, consoles, exit codes, helpers.
+
+Rich reads ``[...]`` in printed strings as markup, so user-controlled text (file names, user
+names, e-mails, search terms, tags, error messages that quote them) goes through :func:`shown`
+before it is printed or put in a table: markup escaped, control characters made visible.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.orm import Session
 
+from pipeline.redact import clean, redact
 from pipeline.settings import get_settings
 
 app = typer.Typer(
@@ -30,11 +40,16 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 EXIT_FILE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_SERVICE = 3
-TERMINAL = {"completed", "failed"}
+
+
+def shown(value: object) -> str:
+    """``value`` as text that Rich prints literally: no markup, no terminal control sequences."""
+    return escape(clean(str(value)))
 
 
 def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """One line on stderr (``message`` is shown literally, secrets taken out), then exit."""
+    err.print(f"[bold red]error:[/] {shown(redact(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -42,11 +57,13 @@ def db_url() -> str:
     return get_settings().sqlalchemy_url()
 
 
-def uow() -> Any:
+@contextlib.contextmanager
+def uow() -> Iterator[Session]:
+    """One unit of work against ``TELEAI_DATABASE_URL``: commits at the end, rolls back on error."""
     from db.engine import get_engine, unit_of_work
 
-    engine = get_engine(db_url())
-    return lambda: unit_of_work(engine)
+    with unit_of_work(get_engine(db_url())) as session:
+        yield session
 
 
 def check_services() -> None:

@@ -16,7 +16,6 @@ from rich.table import Table
 from interfaces.cli.common import (
     EXIT_FILE_FAILED,
     EXIT_SERVICE,
-    TERMINAL,
     app,
     check_services,
     die,
@@ -24,6 +23,7 @@ from interfaces.cli.common import (
     jsonable,
     out,
     parse_id,
+    shown,
     uow,
 )
 from pipeline.options import JobOptions
@@ -36,8 +36,9 @@ def expand_paths(items: Iterable[str]) -> Iterator[Path]:
     seen: set[Path] = set()
     for item in items:
         # glob.glob, not Path.glob: a user's pattern may be absolute or contain "..".
-        pattern_hits = sorted(glob.glob(item))  # noqa: PTH207
-        matches = [Path(m) for m in pattern_hits] if glob.has_magic(item) else [Path(item)]
+        # A path that exists is taken as it is: a file may be named "[take 2].wav".
+        literal = not glob.has_magic(item) or Path(item).exists()
+        matches = [Path(item)] if literal else [Path(m) for m in sorted(glob.glob(item))]  # noqa: PTH207
         for match in matches:
             candidates = (
                 sorted(p for p in match.rglob("*") if p.is_file() and format_from_extension(p))
@@ -57,7 +58,7 @@ def resolve_owner(user: str | None) -> uuid.UUID:
     from db.users import get_or_create_operator
 
     try:
-        with uow()() as session:
+        with uow() as session:
             return get_or_create_operator(session, user).id
     except LookupError as error:
         die(str(error))
@@ -179,7 +180,10 @@ def ingest(
         table = Table("id", "file", "status", "error")
         for row in rows:
             table.add_row(
-                row["id"] or "-", row["file_name"], row["status"], row["error_message"] or ""
+                row["id"] or "-",
+                shown(row["file_name"]),
+                row["status"],
+                shown(row["error_message"] or ""),
             )
         out.print(table)
     if any(not row["queued"] for row in rows if row["status"] == "pending"):
@@ -196,22 +200,21 @@ def wait_for(ids: list[str], *, timeout: float, live: bool) -> dict[str, dict[st
     """Poll the rows until each is terminal (or the timeout passes), showing progress."""
     from rich.live import Live
 
-    from db.models import AudioFile
+    from db.models import TERMINAL_STATUSES
+    from pipeline import jobs
 
-    unit = uow()
     deadline = time.monotonic() + timeout if timeout > 0 else None
     started = time.monotonic()
+    wanted = [uuid.UUID(i) for i in ids]
     state: dict[str, dict[str, Any]] = {}
 
     def poll() -> None:
-        with unit() as session:
-            for row in session.query(AudioFile).filter(
-                AudioFile.id.in_([uuid.UUID(i) for i in ids])
-            ):
-                state[str(row.id)] = {
-                    "status": row.status,
-                    "stage": row.stage,
-                    "error_message": row.error_message,
+        with uow() as session:
+            for file_id, st in jobs.states(session, wanted).items():
+                state[str(file_id)] = {
+                    "status": st.status,
+                    "stage": st.stage,
+                    "error_message": st.error_message,
                 }
 
     def render() -> Table:
@@ -220,8 +223,8 @@ def wait_for(ids: list[str], *, timeout: float, live: bool) -> dict[str, dict[st
             row = state.get(file_id, {})
             table.add_row(
                 file_id[:8],
-                row.get("stage", "?"),
-                row.get("status", "?"),
+                shown(row.get("stage", "?")),
+                shown(row.get("status", "?")),
                 f"{time.monotonic() - started:5.1f}s",
             )
         return table
@@ -233,7 +236,7 @@ def wait_for(ids: list[str], *, timeout: float, live: bool) -> dict[str, dict[st
             poll()
             if live:
                 view.update(render(), refresh=True)
-            if all(state.get(i, {}).get("status") in TERMINAL for i in ids):
+            if all(state.get(i, {}).get("status") in TERMINAL_STATUSES for i in ids):
                 break
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -254,7 +257,7 @@ def file_report(file_id: uuid.UUID) -> dict[str, Any] | None:
     from db.models import AudioFile
     from db.transcripts import latest_transcription
 
-    with uow()() as session:
+    with uow() as session:
         row = session.get(AudioFile, file_id)
         if row is None:
             return None
@@ -308,7 +311,7 @@ def show(
     if versions:
         from db.transcripts import list_versions
 
-        with uow()() as session:
+        with uow() as session:
             report["versions"] = [
                 {
                     "version": v.version,
@@ -328,8 +331,8 @@ def show(
     for v in report.get("versions", []):
         latest = " (latest)" if v["is_latest"] else ""
         out.print(
-            f"  v{v['version']}{latest}: {v['engine']} {v['model']}, {v['language_code']}, "
-            f"confidence {v['confidence_score']}, {v['created_at']}"
+            f"  v{v['version']}{latest}: {shown(v['engine'])} {shown(v['model'])}, "
+            f"{shown(v['language_code'])}, confidence {v['confidence_score']}, {v['created_at']}"
         )
 
 
@@ -340,7 +343,7 @@ def print_report(report: dict[str, Any] | str) -> None:
         if found is None:
             die(f"no audio file {report}")
         report = found
-    table = Table(show_header=False, box=None, title=f"[bold]{report['file_name']}")
+    table = Table(show_header=False, box=None, title=f"[bold]{shown(report['file_name'])}")
     for key in (
         "id",
         "status",
@@ -353,20 +356,25 @@ def print_report(report: dict[str, Any] | str) -> None:
         "channels",
         "bitrate",
     ):
-        table.add_row(f"[bold]{key}", str(report.get(key)))
+        table.add_row(f"[bold]{key}", shown(report.get(key)))
     timings = report["stage_seconds"]
-    table.add_row("[bold]stage seconds", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    table.add_row(
+        "[bold]stage seconds", shown(", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    )
     out.print(table)
     if report["transcription"]:
         t = report["transcription"]
-        out.print(
-            f"[bold]transcript v{t['version']}[/] ({t['language_code']}, confidence "
-            f"{t['confidence_score']}, {t['engine']} {t['engine_version']}, model {t['model']}):"
+        about = (
+            f"{t['language_code']}, confidence {t['confidence_score']}, {t['engine']} "
+            f"{t['engine_version']}, model {t['model']}"
         )
-        out.print(f"  {t['text']}", highlight=False)
+        out.print(f"[bold]transcript v{t['version']}[/] ({shown(about)}):")
+        out.print(f"  {shown(t['text'])}", highlight=False)
     for analysis in report["analyses"]:
-        out.print(f"[bold]{analysis['analysis_type']}[/] ({analysis['model_name']}):")
-        out.print(_analysis_line(analysis["analysis_type"], analysis["result"]), highlight=False)
+        kind, model = shown(analysis["analysis_type"]), shown(analysis["model_name"])
+        out.print(f"[bold]{kind}[/] ({model}):")
+        line = _analysis_line(analysis["analysis_type"], analysis["result"])
+        out.print(shown(line), highlight=False)
 
 
 def _analysis_line(kind: str, result: dict[str, Any]) -> str:
@@ -387,11 +395,11 @@ def print_queue_stats() -> None:
     """The spec's processing-queue query as a table."""
     from db.monitoring import processing_queue
 
-    with uow()() as session:
+    with uow() as session:
         rows = processing_queue(session)
     table = Table("status", "count", "avg wait (s)", title="processing queue")
     for row in rows:
-        table.add_row(row.status, str(row.count), f"{row.avg_wait_seconds:.1f}")
+        table.add_row(shown(row.status), str(row.count), f"{row.avg_wait_seconds:.1f}")
     if not rows:
         table.caption = "nothing pending or processing"
     out.print(table)
@@ -410,11 +418,11 @@ def retranscribe(
     check_services()
     parsed = parse_id(file_id)
     try:
-        with uow()() as session:
+        with uow() as session:
             queued = request_retranscription(session, parsed, engine=engine, model=model)
     except LookupError as error:
         die(str(error))
     if not queued:
         die(f"file {file_id} is still being processed; try again when it is finished")
     transcribe.delay(str(parsed))
-    out.print(f"queued re-transcription of {file_id}")
+    out.print(f"queued re-transcription of {shown(file_id)}")

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from interfaces.cli.common import app, check_services, die, jsonable, out, parse_id, uow
+from interfaces.cli.common import app, check_services, die, jsonable, out, parse_id, shown, uow
 from interfaces.cli.files import file_report
 from pipeline.export import EXPORT_FORMATS, render
 
@@ -37,7 +36,7 @@ def export(
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-        out.print(f"wrote {output}")
+        out.print(f"wrote {shown(output)}")
 
 
 @app.command()
@@ -52,7 +51,7 @@ def search(
     from db.users import get_active_user
 
     check_services()
-    with uow()() as session:
+    with uow() as session:
         owner_id = None
         if user is not None:
             owner = get_active_user(session, user)
@@ -64,10 +63,10 @@ def search(
         rows = [{k: jsonable(v) for k, v in dataclasses.asdict(h).items()} for h in hits]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("file id", "file", "rank", "snippet", title=f"search: {words}")
+    table = Table("file id", "file", "rank", "snippet", title=f"search: {shown(words)}")
     for hit in hits:
-        snippet = re.sub(r"\*\*(.+?)\*\*", r"[bold yellow]\1[/]", escape(hit.snippet))
-        table.add_row(str(hit.audio_file_id), hit.file_name, f"{hit.rank:.3f}", snippet)
+        snippet = re.sub(r"\*\*(.+?)\*\*", r"[bold yellow]\1[/]", shown(hit.snippet))
+        table.add_row(str(hit.audio_file_id), shown(hit.file_name), f"{hit.rank:.3f}", snippet)
     if not hits:
         table.caption = "no matches"
     out.print(table)
@@ -79,16 +78,16 @@ def versions(file_id: Annotated[str, typer.Argument(help="Audio file id.")]) -> 
     from db.transcripts import list_versions
 
     check_services()
-    with uow()() as session:
+    with uow() as session:
         rows = list_versions(session, parse_id(file_id))
         table = Table("version", "latest", "engine", "model", "language", "confidence", "created")
         for v in rows:
             table.add_row(
                 str(v.version),
                 "yes" if v.is_latest else "",
-                v.engine or "",
-                v.model_name or "",
-                v.language_code or "",
+                shown(v.engine or ""),
+                shown(v.model_name or ""),
+                shown(v.language_code or ""),
                 str(v.confidence_score),
                 v.created_at.isoformat(timespec="seconds"),
             )
@@ -106,7 +105,7 @@ def analytics(
     from db.monitoring import daily_analytics, refresh_analytics
 
     check_services()
-    with uow()() as session:
+    with uow() as session:
         if refresh:
             refresh_analytics(session)
         rows = daily_analytics(session)

@@ -260,10 +260,12 @@ def test_users_and_db_maintenance_commands(pipeline: Pipeline) -> None:
     import json
 
     created = pipeline.cli(
-        "users", "create", "dana", "dana@example.com", "--role", "analyst", check=True
-    )
+        "users", "create", "dana", "dana@example.com", "--role", "analyst",
+        "--generate-password", check=True,
+    )  # fmt: skip
     assert "password (shown once)" in created.stdout
-    assert pipeline.cli("users", "create", "dana", "dana@example.com").returncode == 2
+    again = pipeline.cli("users", "create", "dana", "dana@example.com", "--generate-password")
+    assert again.returncode == 2 and "cannot create user" in again.stderr
     pipeline.cli("users", "set-role", "dana", "manager", check=True)
     users = json.loads(pipeline.cli("users", "list", "--json", check=True).stdout)
     assert {"username": "dana", "role": "manager", "is_active": True}.items() <= next(
