@@ -1,43 +1,78 @@
 """Acting as an application user under row-level security, and the login roles that do it.
 
-Migration 002 isolates tenants with policies that read the acting user from the
-transaction-local setting ``app.current_user_id``. The application connects as a login role in
-``teleai_app`` and names the user at the start of every transaction (:func:`act_as`, or
-:func:`acting_as` for a whole unit of work). The setting is transaction-local on purpose: a
-pooled connection handed to the next request carries no identity, so it sees nothing until
-that request names its own user.
+Migration 002 isolates tenants with policies that read the acting user from
+``current_app_user_id()``. Since migration 005 the application role cannot *name* that user: it
+hands the database the credential the request presented (:func:`act_with`, or
+:func:`acting_with` for a whole unit of work), and the database hashes it and looks it up (a
+live session token or an unrevoked API key of an active user). A compromised API process
+therefore still needs a valid credential per user. The setting is transaction-local on purpose:
+a pooled connection handed to the next request carries no identity, so it sees nothing until
+that request presents its own credential.
 
-Before anyone is authenticated there is no user to act as; :func:`login_user_id` and
-:func:`token_user_id` are the two narrow look-ups (SECURITY DEFINER functions in 002) that say
-which user a login name or a session token belongs to, so the rest of a login or request can
-run under the policies as that user.
+Before anyone is authenticated there is no credential; a login is the one narrow path
+(:func:`open_session`): the database hands out the stored hash's salt and parameters (never the
+digest; a decoy for unknown names), the offered password is hashed with them here, and the
+database opens a session only when that equals the stored hash.
 
-Superusers and BYPASSRLS roles (the schema owner, the operator CLI, tests) ignore all of this.
+Superusers and BYPASSRLS roles (the schema owner, the operator CLI, tests) ignore all of this;
+for them :func:`act_as` still names a user, which only labels their audit rows.
 """
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Final
 
+import bcrypt
 import psycopg
+from argon2 import Type, extract_parameters
+from argon2.exceptions import InvalidHashError
+from argon2.low_level import hash_secret
 from psycopg import sql
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
-from db.auth_sessions import token_hash
+from db.auth_sessions import MAX_USER_AGENT_CHARS, TOKEN_BYTES
 from db.engine import unit_of_work
 
 APP_ROLE: Final = "teleai_app"
 WORKER_ROLE: Final = "teleai_worker"
 GROUP_ROLES: Final = frozenset({APP_ROLE, WORKER_ROLE})
 USER_SETTING: Final = "app.current_user_id"
+CREDENTIAL_SETTING: Final = "app.credential"
+
+
+def act_with(session: Session | Connection, credential: str) -> None:
+    """Present ``credential`` (session token or API key) until the current transaction ends.
+
+    The database derives the acting user from it (migration 005); an unknown, revoked or
+    expired credential acts as nobody and sees no rows.
+    """
+    session.execute(
+        text("SELECT set_config(:name, :value, true)"),
+        {"name": CREDENTIAL_SETTING, "value": credential},
+    )
+
+
+@contextmanager
+def acting_with(engine: Engine, credential: str) -> Iterator[Session]:
+    """One unit of work (commit on success, rollback on error) with ``credential``."""
+    with unit_of_work(engine) as session:
+        act_with(session, credential)
+        yield session
 
 
 def act_as(session: Session | Connection, user_id: uuid.UUID) -> None:
-    """Make ``user_id`` the acting user until the current transaction ends."""
+    """Label the current transaction of a BYPASSRLS caller (the owner, the operator CLI) as
+    ``user_id``, for the audit log. Members of teleai_app cannot act as a user this way (005):
+    they present a credential with :func:`act_with`.
+    """
     session.execute(
         text("SELECT set_config(:name, :value, true)"),
         {"name": USER_SETTING, "value": str(user_id)},
@@ -50,29 +85,86 @@ def current_user_id(session: Session | Connection) -> uuid.UUID | None:
     return value if isinstance(value, uuid.UUID) else None
 
 
-@contextmanager
-def acting_as(engine: Engine, user_id: uuid.UUID) -> Iterator[Session]:
-    """One unit of work (commit on success, rollback on error) as ``user_id``."""
-    with unit_of_work(engine) as session:
-        act_as(session, user_id)
-        yield session
+@dataclass(frozen=True)
+class OpenedSession:
+    """A login that succeeded: the user and the new session's raw token (shown only once)."""
+
+    user_id: uuid.UUID
+    token: str
 
 
-def login_user_id(session: Session | Connection, login: str) -> uuid.UUID | None:
-    """The active user a login name (username, or email when it has an ``@``) belongs to."""
-    if not login or "\x00" in login:
+def _proof(prefix: str, digest_chars: int, password: str) -> str | None:
+    """``password`` hashed with the salt and parameters of ``prefix`` (argon2 or bcrypt)."""
+    if prefix.startswith("$argon2"):
+        try:
+            params = extract_parameters(prefix + "$" + "A" * digest_chars)
+            salt_b64 = prefix.rsplit("$", 1)[1]
+            salt = base64.b64decode(salt_b64 + "=" * (-len(salt_b64) % 4))
+        except (InvalidHashError, ValueError):
+            return None
+        hash_len = digest_chars * 3 // 4
+        encoded = hash_secret(
+            password.encode("utf-8", "surrogatepass"),
+            salt,
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost,
+            parallelism=params.parallelism,
+            hash_len=hash_len,
+            type=Type(params.type),
+            version=params.version,
+        )
+        return encoded.decode("ascii")
+    if prefix.startswith(("$2a$", "$2b$", "$2y$")):
+        try:
+            # bcrypt hashed only the first 72 bytes (see db.users).
+            return bcrypt.hashpw(password.encode("utf-8")[:72], prefix.encode("ascii")).decode()
+        except ValueError:
+            return None
+    return None
+
+
+def open_session(
+    session: Session | Connection,
+    login: str,
+    password: str,
+    *,
+    ip_address: str | None,
+    user_agent: str | None,
+    ttl_seconds: float,
+) -> OpenedSession | None:
+    """Log in through the database (migration 005): a new session, or None when refused.
+
+    Works for the application role, which may not read accounts: the database compares the
+    hash computed here with the stored one. Unknown names cost the same hashing (decoy salt).
+    """
+    if not login or "\x00" in login or "\x00" in password or not password:
         return None
-    value = session.execute(text("SELECT app_login_user_id(:login)"), {"login": login})
-    found = value.scalar_one()
-    return found if isinstance(found, uuid.UUID) else None
-
-
-def token_user_id(session: Session | Connection, token: str) -> uuid.UUID | None:
-    """The user of a live (unrevoked, unexpired) session token; only its hash is sent."""
-    value = session.execute(
-        text("SELECT app_session_user_id(:hash)"), {"hash": token_hash(token)}
+    row = session.execute(
+        text("SELECT prefix, digest_chars FROM app_password_salt(:login)"), {"login": login}
+    ).one()
+    proof = _proof(row.prefix, row.digest_chars, password)
+    if proof is None:
+        return None
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    address = str(ipaddress.ip_address(ip_address)) if ip_address else None
+    agent = user_agent.replace("\x00", "")[:MAX_USER_AGENT_CHARS] if user_agent else None
+    user_id = session.execute(
+        text(
+            "SELECT app_open_session(:login, :proof, :token, CAST(:ip AS inet), :agent, "
+            "make_interval(secs => :ttl))"
+        ),
+        {
+            "login": login,
+            "proof": proof,
+            "token": token,
+            "ip": address,
+            "agent": agent,
+            "ttl": ttl_seconds,
+        },
     ).scalar_one()
-    return value if isinstance(value, uuid.UUID) else None
+    if not isinstance(user_id, uuid.UUID):
+        return None
+    return OpenedSession(user_id, token)
 
 
 def create_login_role(

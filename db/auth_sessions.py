@@ -133,17 +133,32 @@ def rotate_session(
     The old session is revoked in the same transaction. Of two concurrent rotations of one
     token only the first wins (the revoke is conditional on the row still being live); the
     other gets None, as does a dead or unknown token.
+
+    The new session is created *before* the old one is revoked: for the application role the
+    acting user is derived from the presented token (migration 005), so once it is revoked
+    the insert would no longer be allowed. A lost race rolls the new row back (savepoint).
     """
     current = verify_session(session, token, idle_timeout=idle_timeout)
-    if current is None or not revoke_session(session, current.id):
+    if current is None:
         return None
-    return create_session(
-        session,
-        current.user_id,
-        ip_address=current.ip_address,
-        user_agent=current.user_agent,
-        ttl=ttl,
-    )
+    try:
+        with session.begin_nested():
+            created = create_session(
+                session,
+                current.user_id,
+                ip_address=current.ip_address,
+                user_agent=current.user_agent,
+                ttl=ttl,
+            )
+            if not revoke_session(session, current.id):
+                raise _LostRace
+    except _LostRace:
+        return None
+    return created
+
+
+class _LostRace(Exception):
+    """Raised inside :func:`rotate_session` when another rotation revoked the token first."""
 
 
 def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> int:

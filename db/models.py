@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -348,3 +349,67 @@ class AuditLog(Base):
     db_role: Mapped[str] = mapped_column(String(63))
     old_data: Mapped[dict[str, Any] | None]
     new_data: Mapped[dict[str, Any] | None]
+
+
+class KeyScope(enum.StrEnum):
+    READ = "read"  # GET requests only
+    WRITE = "write"  # also uploads, re-transcriptions, deletes
+    ADMIN = "admin"  # also the admin endpoints (effective only for an admin user)
+
+
+class ApiKey(Base):
+    """A key for programs (005): only its SHA-256 is stored; ``key_prefix`` tells keys apart."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("key_hash"),
+        CheckConstraint("key_hash ~ '^[0-9a-f]{64}$'", name="key_hash_hex"),
+        CheckConstraint(_in("scope", KeyScope), name="scope"),
+        CheckConstraint("btrim(name) <> ''", name="name_not_blank"),
+        Index("idx_api_keys_user_id", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(CHAR(64))
+    scope: Mapped[str] = mapped_column(String(10), server_default=text("'read'"))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    last_used_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class UsageDaily(Base):
+    """Audio submitted and processed per user and UTC day, kept by a trigger (005)."""
+
+    __tablename__ = "usage_daily"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    files_submitted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    audio_seconds_submitted: Mapped[Decimal] = mapped_column(
+        Numeric(14, 3), server_default=text("0")
+    )
+    files_processed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    audio_seconds_processed: Mapped[Decimal] = mapped_column(
+        Numeric(14, 3), server_default=text("0")
+    )
+
+
+class AppSecret(Base):
+    """One row: the per-database secret behind the login decoys (005); only the owner reads it."""
+
+    __tablename__ = "app_secret"
+    __table_args__ = (CheckConstraint("id", name="single_row"),)
+
+    id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    value: Mapped[str] = mapped_column(
+        Text,
+        server_default=text(
+            "replace(((gen_random_uuid())::text || (gen_random_uuid())::text), '-'::text, ''::text)"
+        ),
+    )

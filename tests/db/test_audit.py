@@ -18,7 +18,7 @@ from db.engine import unit_of_work
 from db.models import AuditLog, Stage
 from pipeline import jobs
 from tests.conftest import PgAdmin
-from tests.db.app_roles import LoginRole, login_role
+from tests.db.app_roles import LoginRole, act_as, acting_as, login_role
 from tests.db.factories import make_file, make_transcription, make_user
 
 HOUR = dt.timedelta(hours=1)
@@ -65,7 +65,7 @@ def test_app_writes_are_logged_with_the_acting_user_and_the_login_role(
     assert created.new_data is not None
     assert created.new_data["username"] == "chief"
 
-    with access.acting_as(app_engine, admin.id) as session:
+    with acting_as(app_engine, admin.id) as session:
         audio = make_file(session, admin, "call.wav")
         session.execute(
             text("UPDATE audio_files SET file_name = 'renamed.wav' WHERE id = :id"),
@@ -215,7 +215,7 @@ def test_app_and_worker_cannot_touch_the_log_directly(
     attacker = role.engine(database_url)
     try:
         with attacker.connect() as conn, conn.begin():
-            access.act_as(conn, admin.id)
+            act_as(conn, admin.id)
             with pytest.raises(DBAPIError) as caught:
                 conn.execute(text(statement))
     finally:

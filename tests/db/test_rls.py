@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from db import access, auth_sessions, users
+from db import access, auth_sessions
 from db.analyses import record_analysis
 from db.auth_sessions import create_session
 from db.engine import libpq_url, unit_of_work
@@ -36,7 +36,7 @@ from db.models import Stage
 from db.transcripts import add_transcription_version
 from pipeline import jobs
 from tests.conftest import DatabaseFactory, PgAdmin
-from tests.db.app_roles import LoginRole, login_role
+from tests.db.app_roles import LoginRole, act_as, acting_as, login_role
 from tests.db.catalog import snapshot
 from tests.db.factories import PASSWORD, make_file, make_transcription, make_user
 
@@ -230,7 +230,7 @@ def expected(table: str, operation: str, role: str, own: bool) -> bool:
 def test_policy_matrix(
     world: World, app_conn: Connection, table: str, operation: str, role: str, target: str
 ) -> None:
-    access.act_as(app_conn, world.rows[role].users)
+    act_as(app_conn, world.rows[role].users)
     victim = world.rows[role if target == "own" else "other"]
     allowed = run_operation(app_conn, table, operation, victim)
     assert allowed is expected(table, operation, role, target == "own")
@@ -253,11 +253,11 @@ def test_no_acting_user_counts_zero_rows(app_conn: Connection, table: str) -> No
 
 
 def test_unknown_or_deactivated_user_reaches_nothing(world: World, app_conn: Connection) -> None:
-    access.act_as(app_conn, uuid.uuid4())
+    act_as(app_conn, uuid.uuid4())
     assert app_conn.execute(text("SELECT count(*) FROM audio_files")).scalar_one() == 0
 
     admin = world.rows["admin"]
-    access.act_as(app_conn, admin.users)
+    act_as(app_conn, admin.users)
     assert app_conn.execute(text("SELECT count(*) FROM audio_files")).scalar_one() == 5
     # An admin may deactivate themselves; from the next statement on they see nothing.
     assert attempt(app_conn, "UPDATE users SET is_active = false WHERE id = :id", id=admin.users)
@@ -273,7 +273,7 @@ def test_users_cannot_change_their_own_standing(
     world: World, app_conn: Connection, change: str
 ) -> None:
     me = world.rows["viewer"].users
-    access.act_as(app_conn, me)
+    act_as(app_conn, me)
     assert attempt(app_conn, "UPDATE users SET full_name = 'Me' WHERE id = :id", id=me)
     statement = f"UPDATE users SET {change} WHERE id = :id"  # noqa: S608 - fixed cases above
     assert not attempt(app_conn, statement, id=me)
@@ -281,7 +281,7 @@ def test_users_cannot_change_their_own_standing(
 
 def test_an_analyst_cannot_give_a_file_away(world: World, app_conn: Connection) -> None:
     analyst, other = world.rows["analyst"], world.rows["other"]
-    access.act_as(app_conn, analyst.users)
+    act_as(app_conn, analyst.users)
     assert not attempt(
         app_conn,
         "UPDATE audio_files SET user_id = :other WHERE id = :id",
@@ -293,7 +293,7 @@ def test_an_analyst_cannot_give_a_file_away(world: World, app_conn: Connection) 
 def test_pooled_connection_forgets_the_user_after_commit(world: World) -> None:
     engine = world.app_role.engine(world.admin_url, pool_size=1, max_overflow=0)
     try:
-        with access.acting_as(engine, world.rows["admin"].users) as session:
+        with acting_as(engine, world.rows["admin"].users) as session:
             first_pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
             assert session.execute(text("SELECT count(*) FROM audio_files")).scalar_one() == 5
         with unit_of_work(engine) as session:
@@ -353,51 +353,61 @@ def test_app_roles_are_not_privileged_and_own_nothing(world: World) -> None:
         assert not (superuser or bypass_rls or create_role or create_db), name
         assert can_login is name.startswith("teleai_test_"), name
     assert owned == []
-    assert sorted(name for (name,) in forced) == sorted(TABLES)
+    # 005 adds api_keys, usage_daily and app_secret, forced the same way.
+    assert sorted(name for (name,) in forced) == sorted(
+        (*TABLES, "api_keys", "usage_daily", "app_secret")
+    )
     assert member_of == (True, False, False)
 
 
 def test_view_applies_the_callers_policies(world: World, app_conn: Connection) -> None:
     summary = "SELECT username, total_files, total_transcriptions FROM user_activity_summary"
-    access.act_as(app_conn, world.rows["viewer"].users)
+    act_as(app_conn, world.rows["viewer"].users)
     assert [tuple(row) for row in app_conn.execute(text(summary))] == [("viewer", 1, 1)]
-    access.act_as(app_conn, world.rows["admin"].users)
+    act_as(app_conn, world.rows["admin"].users)
     rows = app_conn.execute(text(summary)).all()
     assert {name for name, _, _ in rows} >= {*ROLES, "other"}
     assert all(files == 1 for name, files, _ in rows if name in ROLES)
 
 
 def test_materialized_view_is_not_readable_by_the_app(world: World, app_conn: Connection) -> None:
-    access.act_as(app_conn, world.rows["admin"].users)
+    act_as(app_conn, world.rows["admin"].users)
     assert not attempt(app_conn, "SELECT count(*) FROM file_processing_analytics")
     assert not attempt(app_conn, "SELECT refresh_file_processing_analytics() IS NULL")
     assert not attempt(app_conn, "SELECT purge_expired_sessions(interval '1 day') = 1")
 
 
 def test_login_and_request_flow_under_rls(world: World) -> None:
-    """A login and a later request, end to end as the app role: look-up, act, then policies."""
+    """A login and a later request, end to end as the app role: the database checks the
+    password proof and opens the session (005), the token then decides the acting user."""
     with unit_of_work(world.app) as session:
-        assert access.login_user_id(session, "nobody") is None
-        user_id = access.login_user_id(session, "Analyst@Example.org")
-        assert user_id == world.rows["analyst"].users
-        access.act_as(session, user_id)
-        logged_in = users.login(
-            session, "analyst", PASSWORD, ip_address="192.0.2.1", user_agent="rls", ttl=HOUR
-        )
-        assert logged_in is not None
-        _, _, token = logged_in
+        assert access.open_session(
+            session, "nobody", PASSWORD, ip_address=None, user_agent="rls", ttl_seconds=3600
+        ) is None
+        assert access.open_session(
+            session, "analyst", PASSWORD + "x", ip_address=None, user_agent="rls", ttl_seconds=3600
+        ) is None
+        opened = access.open_session(
+            session, "Analyst@Example.org", PASSWORD, ip_address="192.0.2.1", user_agent="rls",
+            ttl_seconds=3600,
+        )  # fmt: skip
+        assert opened is not None
+        assert opened.user_id == world.rows["analyst"].users
+        token = opened.token
     with unit_of_work(world.app) as session:
-        assert access.token_user_id(session, token + "x") is None
-        owner = access.token_user_id(session, token)
-        assert owner == user_id
-        access.act_as(session, owner)
+        access.act_with(session, token + "x")
+        assert access.current_user_id(session) is None
+    with access.acting_with(world.app, token) as session:
+        assert access.current_user_id(session) == opened.user_id
         live = auth_sessions.verify_session(session, token)
         assert live is not None
+        assert str(live.ip_address) == "192.0.2.1"
         rotated = auth_sessions.rotate_session(session, token, ttl=HOUR)
         assert rotated is not None
-    with unit_of_work(world.app) as session:
-        assert access.token_user_id(session, token) is None  # the old token is revoked
-        assert access.token_user_id(session, rotated[1]) == user_id
+    with access.acting_with(world.app, token) as session:
+        assert access.current_user_id(session) is None  # the old token is revoked
+    with access.acting_with(world.app, rotated[1]) as session:
+        assert access.current_user_id(session) == opened.user_id
 
 
 def test_worker_processes_any_file_but_reads_no_accounts(

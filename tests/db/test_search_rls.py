@@ -27,7 +27,7 @@ from db.migrate import downgrade, upgrade
 from db.models import User
 from db.transcripts import search_transcripts
 from tests.conftest import DatabaseFactory, PgAdmin
-from tests.db.app_roles import login_role
+from tests.db.app_roles import act_as, acting_as, login_role
 from tests.db.factories import make_file, make_transcription, make_user
 from tests.db.test_rls import full_snapshot
 from tests.db.test_search import HOSTILE
@@ -193,7 +193,7 @@ def readable(session: Session, audio_file_id: uuid.UUID) -> bool:
 def test_a_file_is_found_exactly_when_rls_lets_its_row_be_read(
     world: World, app: Session, acting: str, target: str
 ) -> None:
-    access.act_as(app, world.users[acting])
+    act_as(app, world.users[acting])
     whose = TARGETS[target] or acting
     allowed = target == "own" or acting in STAFF
     assert readable(app, world.files[whose]) is allowed  # the policy matrix of 002
@@ -208,7 +208,7 @@ def test_without_an_active_acting_user_nothing_is_found(
     acting = {"unknown user": uuid.uuid4(), "inactive user": world.users["idle"]}
     acting["deleted user"] = world.users["gone"]
     if who in acting:
-        access.act_as(app, acting[who])
+        act_as(app, acting[who])
     for query in [*QUERIES, *(word for _, word in PEOPLE.values())]:
         assert run(app, FUNCTION_SQL, query) == [], query
         assert search_transcripts(app, query) == [], query
@@ -216,14 +216,14 @@ def test_without_an_active_acting_user_nothing_is_found(
 
 
 def test_the_user_is_forgotten_with_the_transaction(world: World) -> None:
-    with access.acting_as(world.app, world.users["manager"]) as session:
+    with acting_as(world.app, world.users["manager"]) as session:
         assert len(search_transcripts(session, "meeting")) == len(PEOPLE) + 1
     with unit_of_work(world.app) as session:
         assert search_transcripts(session, "meeting") == []
 
 
 def test_deactivation_takes_effect_at_the_next_statement(world: World, app: Session) -> None:
-    access.act_as(app, world.users["admin"])
+    act_as(app, world.users["admin"])
     assert len(search_transcripts(app, "meeting")) == len(PEOPLE) + 1
     app.execute(
         text("UPDATE users SET is_active = false WHERE id = :id"), {"id": world.users["admin"]}
@@ -236,7 +236,7 @@ def test_results_equal_the_plain_query_under_rls(
     world: World, app: Session, acting: str | None
 ) -> None:
     if acting is not None:
-        access.act_as(app, world.users[acting])
+        act_as(app, world.users[acting])
     compared = 0
     for query in QUERIES:
         for owner in (None, world.users["viewer"], world.users["other"]):
@@ -262,19 +262,19 @@ def test_the_owner_sees_what_a_plain_query_sees(owner: Session) -> None:
 
 def test_results_never_hold_an_unreadable_row(world: World, app: Session) -> None:
     for acting in ACTING:
-        access.act_as(app, world.users[acting])
+        act_as(app, world.users[acting])
         for query in QUERIES:
             for hit in search_transcripts(app, query):
                 assert readable(app, hit.audio_file_id), (acting, query, hit)
 
 
 def test_the_owner_filter_narrows_and_never_widens(world: World, app: Session) -> None:
-    access.act_as(app, world.users["viewer"])
+    act_as(app, world.users["viewer"])
     assert search_transcripts(app, "falcon", user_id=world.users["other"]) == []
     assert search_transcripts(app, "meeting", user_id=world.users["other"]) == []
     mine = search_transcripts(app, "meeting", user_id=world.users["viewer"])
     assert {hit.file_name for hit in mine} == {"viewer.mp3", "zoo.ogg"}
-    access.act_as(app, world.users["analyst"])
+    act_as(app, world.users["analyst"])
     theirs = search_transcripts(app, "meeting", user_id=world.users["other"])
     assert [hit.file_name for hit in theirs] == ["other.mp3"]
 
@@ -282,7 +282,7 @@ def test_the_owner_filter_narrows_and_never_widens(world: World, app: Session) -
 def test_set_role_to_the_group_role_changes_nothing(world: World, app: Session) -> None:
     app.execute(text("SET LOCAL ROLE teleai_app"))
     assert search_transcripts(app, "meeting") == []
-    access.act_as(app, world.users["viewer"])
+    act_as(app, world.users["viewer"])
     assert {hit.file_name for hit in search_transcripts(app, "meeting")} == {
         "viewer.mp3",
         "zoo.ogg",
@@ -293,7 +293,7 @@ def test_set_role_to_the_group_role_changes_nothing(world: World, app: Session) 
 def test_hostile_queries_stay_inside_the_callers_rows(
     world: World, app: Session, query: str
 ) -> None:
-    access.act_as(app, world.users["viewer"])
+    act_as(app, world.users["viewer"])
     for hit in search_transcripts(app, query):
         assert hit.file_name in {"viewer.mp3", "zoo.ogg"}
     # Straight to the function, past the Python-side clean-up (PostgreSQL text holds no NUL).
@@ -301,13 +301,13 @@ def test_hostile_queries_stay_inside_the_callers_rows(
     for text_sent in (raw, f"falcon {raw}", f"{raw} or falcon", f'"{raw}'):
         found = {row[2] for row in run(app, FUNCTION_SQL, text_sent)}
         assert found <= {"viewer.mp3", "zoo.ogg"}, text_sent
-    access.act_as(app, world.users["admin"])
+    act_as(app, world.users["admin"])
     assert app.execute(text("SELECT count(*) FROM users")).scalar_one() == len(PEOPLE)
     assert app.execute(text("SELECT count(*) FROM transcriptions")).scalar_one() == len(PEOPLE) + 2
 
 
 def test_the_function_guards_its_own_input(world: World, app: Session) -> None:
-    access.act_as(app, world.users["manager"])
+    act_as(app, world.users["manager"])
     assert run(app, FUNCTION_SQL, None) == []  # type: ignore[arg-type]  # SQL NULL on purpose
     # Only the first 16 words count, however the function is called.
     assert run(app, FUNCTION_SQL, "the " * 16 + "badger") == []
