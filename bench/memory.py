@@ -14,8 +14,9 @@ from typing import Any
 from bench.context import Context
 from bench.results import Section, Table, Target
 from bench.services import Pipeline, Worker, completed, pipeline_services, start_worker, stop_worker
+from workers.process import ALL_QUEUES
 
-QUEUES = ("ingest", "transcribe", "analyze")
+QUEUES = tuple(ALL_QUEUES.split(","))
 LEAK_BOUND_MIB = 25.0  # growth after warm-up beyond this (or 5 %) is a finding
 
 

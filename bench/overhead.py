@@ -31,6 +31,7 @@ from pipeline.transcription.faster import (
     NO_SPEECH_THRESHOLD,
 )
 from pipeline.transcription.model_files import resolve_ct2_model
+from workers.process import ALL_QUEUES
 
 TRANSCRIPTION_TARGET = 1.10
 ANALYSIS_SHARE_TARGET = 0.15
@@ -139,9 +140,7 @@ def pipeline_passes(ctx: Context, files: tuple[str, ...], repeats: int) -> dict[
     with pipeline_services(ctx.services, "overhead") as pipe:
         env = pipe.env(whisper_cpu_threads=ctx.threads)
         logs = ctx.services.work_dir / "logs"
-        with running_worker(
-            env, logs, queues="ingest,transcribe,analyze", concurrency=1, name="overhead"
-        ) as worker:
+        with running_worker(env, logs, queues=ALL_QUEUES, concurrency=1, name="overhead") as worker:
             bare = BareWhisper("tiny.en", ctx.threads, ctx.model_cache_dir)
             clip = ctx.file("clip").path
             bare.run(clip)  # first calls pay one-off allocations on both sides

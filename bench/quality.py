@@ -23,6 +23,7 @@ from db.engine import unit_of_work
 from db.transcripts import list_versions
 from pipeline.quality import word_error_rate
 from pipeline.runner import request_retranscription
+from workers.process import ALL_QUEUES
 
 MODELS = ("tiny.en", "base")
 RETRANSCRIPTIONS = ((OPENAI, None), (None, "base"))
@@ -110,7 +111,7 @@ def run(ctx: Context) -> Section:
         with running_worker(
             env,
             ctx.services.work_dir / "logs",
-            queues="ingest,transcribe,analyze",
+            queues=ALL_QUEUES,
             concurrency=1,
             name="quality",
         ):

@@ -37,6 +37,7 @@ from db.migrate import upgrade
 from db.models import AudioFile
 from pipeline.intake import record_submission as submit_file
 from pipeline.settings import Settings
+from workers.celeryconfig import QUEUES
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -269,8 +270,7 @@ def producer(config: ServiceConfig) -> Celery:
 
     app = Celery("teleai-bench", broker=config.broker_url)
     app.conf.task_queues = tuple(
-        Queue(name, Exchange(name, type="direct"), routing_key=name)
-        for name in ("ingest", "transcribe", "analyze")
+        Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES
     )
     app.conf.task_serializer = "json"
     app.conf.accept_content = ["json"]

@@ -153,7 +153,7 @@ def login(
     ip_address: str | None,
     user_agent: str | None,
     ttl: dt.timedelta,
-) -> tuple[User, models.Session, str] | None:
+) -> tuple[User, models.AuthSession, str] | None:
     """Authenticate and open a new session: (user, session row, raw token), or None.
 
     Every login issues a fresh token; a token the client held before is never promoted to an

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from kombu import Exchange, Queue
 
+from db.models import Stage
 from pipeline.settings import get_settings
 
 _settings = get_settings()
@@ -35,7 +36,7 @@ accept_content = ["json"]
 task_ignore_result = True  # outcomes live in PostgreSQL; Redis only carries messages
 result_expires = 3600
 
-QUEUES = ("ingest", "transcribe", "analyze")
+QUEUES = tuple(stage.value for stage in Stage)  # one queue per stage, named after it
 # One direct exchange per queue, routing key = queue name: `-Q transcribe` gets only those.
 task_queues = tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES)
 task_default_queue = "ingest"
@@ -63,6 +64,9 @@ worker_proc_alive_timeout = 180.0
 worker_send_task_events = True  # `teleai stats` and Flower see task progress
 task_send_sent_event = True
 
+# Only for `celery beat`, which is optional: every worker runs these jobs itself, one elected
+# worker at a time (workers.periodic). A beat running as well is harmless (the sweep is safe to
+# run twice at once); set TELEAI_PERIODIC_JOBS=false on the workers to leave the jobs to beat.
 beat_schedule = {
     "reap-orphans": {"task": "teleai.reap", "schedule": float(_settings.reaper_interval_seconds)},
     "refresh-analytics": {

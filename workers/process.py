@@ -15,7 +15,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-ALL_QUEUES = "ingest,transcribe,analyze"
+from db.models import Stage
+
+ALL_QUEUES = ",".join(stage.value for stage in Stage)
 
 
 class WorkerStartError(RuntimeError):

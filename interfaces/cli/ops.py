@@ -10,6 +10,7 @@ from rich.table import Table
 
 from interfaces.cli.common import app, check_services, db_app, db_url, models_app, out
 from pipeline.settings import get_settings
+from workers.process import ALL_QUEUES
 
 
 @db_app.command("upgrade")
@@ -65,9 +66,7 @@ def db_status() -> None:
 
 @app.command()
 def worker(
-    queues: Annotated[
-        str, typer.Option(help="Comma-separated queues.")
-    ] = "ingest,transcribe,analyze",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = ALL_QUEUES,
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     beat: Annotated[

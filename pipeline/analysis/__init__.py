@@ -14,11 +14,11 @@ transcripts are chunked (:mod:`.chunking`), never truncated. Models load lazily,
 
 from __future__ import annotations
 
+from db.models import AnalysisType
 from pipeline.analysis.records import (
     ANALYSIS_TYPES,
     AnalysisInput,
     AnalysisResult,
-    AnalysisType,
     SegmentText,
 )
 from pipeline.analysis.runner import analyze, analyze_one

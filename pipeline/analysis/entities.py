@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from db.models import AnalysisType
 from pipeline.analysis.chunking import chunk_text
 from pipeline.analysis.models import load_spacy
 from pipeline.analysis.records import AnalysisInput, AnalysisResult
@@ -84,7 +85,7 @@ def analyze_entities(inp: AnalysisInput, settings: Settings) -> AnalysisResult:
     """Deduplicated named entities of ``inp.text`` with counts and first-mention offsets."""
     entities = merge_mentions(find_mentions(inp.text, settings))
     return AnalysisResult(
-        analysis_type="entities",
+        analysis_type=AnalysisType.ENTITIES,
         result={"entities": entities},
         model_name=settings.spacy_model,
         parameters={

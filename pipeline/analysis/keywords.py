@@ -30,6 +30,7 @@ from typing import Any
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
+from db.models import AnalysisType
 from pipeline.analysis.chunking import split_sentences
 from pipeline.analysis.embedding import sentence_embeddings
 from pipeline.analysis.models import load_keybert
@@ -124,7 +125,7 @@ def analyze_keywords(inp: AnalysisInput, settings: Settings) -> AnalysisResult:
             {"keyword": str(phrase), "score": round(float(score), 4)} for phrase, score in found
         ]
     return AnalysisResult(
-        analysis_type="keywords",
+        analysis_type=AnalysisType.KEYWORDS,
         result={"keywords": keywords},
         model_name=settings.embedding_model,
         parameters=_parameters(settings, inp),

@@ -6,10 +6,17 @@ Kept free of ORM and model types so the analyses can be tested, and run by worke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-AnalysisType = Literal["sentiment", "summary", "keywords", "entities"]
-ANALYSIS_TYPES: tuple[AnalysisType, ...] = ("sentiment", "summary", "keywords", "entities")
+from db.models import AnalysisType  # the one list of analysis types, shared with the schema
+
+# The analyses every file gets (the others run on request or when their input exists).
+ANALYSIS_TYPES: tuple[AnalysisType, ...] = (
+    AnalysisType.SENTIMENT,
+    AnalysisType.SUMMARY,
+    AnalysisType.KEYWORDS,
+    AnalysisType.ENTITIES,
+)
 
 
 @dataclass(frozen=True)

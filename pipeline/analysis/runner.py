@@ -10,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 
+from db.models import AnalysisType
 from pipeline.analysis.entities import analyze_entities
 from pipeline.analysis.keywords import analyze_keywords
 from pipeline.analysis.records import ANALYSIS_TYPES, AnalysisInput, AnalysisResult
@@ -20,10 +21,10 @@ from pipeline.settings import Settings
 Analyzer = Callable[[AnalysisInput, Settings], AnalysisResult]
 
 ANALYZERS: dict[str, Analyzer] = {
-    "sentiment": analyze_sentiment,
-    "summary": analyze_summary,
-    "keywords": analyze_keywords,
-    "entities": analyze_entities,
+    AnalysisType.SENTIMENT: analyze_sentiment,
+    AnalysisType.SUMMARY: analyze_summary,
+    AnalysisType.KEYWORDS: analyze_keywords,
+    AnalysisType.ENTITIES: analyze_entities,
 }
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from db.models import AnalysisType
 from pipeline.analysis.chunking import SizeFn, bounded_sentences, chunk_text, word_count
 from pipeline.analysis.embedding import tokenizer_counter
 from pipeline.analysis.models import load_text_classifier, load_vader
@@ -195,7 +196,7 @@ def analyze_sentiment(inp: AnalysisInput, settings: Settings) -> AnalysisResult:
         for i, (seg, scored) in enumerate(zip(inp.segments, per_segment, strict=True))
     ]
     return AnalysisResult(
-        analysis_type="sentiment",
+        analysis_type=AnalysisType.SENTIMENT,
         result={"overall": overall, "segments": segments},
         model_name=settings.sentiment_model,
         parameters={**backend.parameters, "language": inp.language},

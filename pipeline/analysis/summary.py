@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from db.models import AnalysisType
 from pipeline.analysis.chunking import Span, split_sentences, word_count
 from pipeline.analysis.embedding import Matrix, sentence_embeddings
 from pipeline.analysis.records import AnalysisInput, AnalysisResult
@@ -87,7 +88,7 @@ def analyze_summary(inp: AnalysisInput, settings: Settings) -> AnalysisResult:
         keys = [" ".join(s.text.casefold().split()) for s in sentences]
         result = _result(inp.text, sentences, pick_central(scores, wanted, keys), scores)
     return AnalysisResult(
-        analysis_type="summary",
+        analysis_type=AnalysisType.SUMMARY,
         result=result,
         model_name=settings.embedding_model,
         parameters={
