@@ -18,8 +18,8 @@ from typing import IO
 from sqlalchemy.orm import Session
 
 from db import files as files_db
+from pipeline import storage
 from pipeline.audio.formats import format_from_extension, supported_extensions
-from pipeline.audio.storage import store_file
 from pipeline.errors import UnsupportedAudio
 from pipeline.options import JobOptions
 from pipeline.settings import Settings
@@ -35,7 +35,7 @@ class Recorded:
     file_id: uuid.UUID
     file_name: str
     duplicate_of: uuid.UUID | None
-    stored_path: Path | None = None  # the new stored copy (None for a duplicate)
+    stored_ref: str | None = None  # the new stored copy's reference (None for a duplicate)
 
 
 def check_name(name: str) -> str:
@@ -78,11 +78,12 @@ def record_submission(
         raise UnsupportedAudio(
             f"'{name}' has an unsupported extension; supported: {supported_extensions()}"
         )
-    stored = store_file(source, settings.storage_dir, fmt)
+    backend = storage.get_storage(settings)
+    stored = backend.put(source, fmt)
     try:
         duplicate = files_db.find_duplicate(session, user_id, stored.sha256)
         if duplicate is not None and not force:
-            stored.path.unlink(missing_ok=True)
+            backend.delete(stored.ref)
             return Recorded(duplicate.id, duplicate.file_name, duplicate.id)
         metadata: dict[str, object] = {}
         if isinstance(source, Path):
@@ -93,7 +94,7 @@ def record_submission(
             session,
             user_id=user_id,
             file_name=name,
-            file_path=str(stored.path),
+            file_path=stored.ref,
             file_size=stored.size,
             file_format=str(fmt),
             checksum=stored.sha256,
@@ -102,6 +103,6 @@ def record_submission(
         row.upload_completed_at = row.upload_started_at
         session.flush()
     except BaseException:
-        stored.path.unlink(missing_ok=True)  # no row will point at it
+        backend.delete(stored.ref)  # no row will point at it
         raise
-    return Recorded(row.id, row.file_name, None, stored.path)
+    return Recorded(row.id, row.file_name, None, stored.ref)

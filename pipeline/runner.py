@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 import structlog
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from db import analyses as analyses_db
 from db import transcripts as transcripts_db
 from db.models import AudioFile, Stage, Transcription
-from pipeline import jobs
+from pipeline import jobs, storage
 from pipeline.audio.decode import Window, decode_windows
 from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
@@ -129,8 +129,13 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
     if claim is None:
         return False
     timings: dict[str, float] = {}
-    path = Path(claim.file_path)
-    with _stage(uow, claim, settings, timings), _named_as(path.name, claim.file_name):
+    fetch_started = time.perf_counter()
+    with (
+        _stage(uow, claim, settings, timings),
+        _named_as(PurePosixPath(claim.file_path).name, claim.file_name),
+        storage.open_local(claim.file_path, settings) as path,  # a temp copy from S3
+    ):
+        timings["fetch"] = time.perf_counter() - fetch_started
         t0 = time.perf_counter()
         real_format = validate_upload(path, max_bytes=settings.max_file_bytes)
         timings["validate"] = time.perf_counter() - t0
@@ -178,10 +183,14 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
         timings["model_load"] = time.perf_counter() - t0
         batched = stored_seconds is not None and stored_seconds >= settings.batched_min_seconds
         t2 = time.perf_counter()
-        with memory_budget(settings.task_memory_budget_mib, what="transcribing") as budget:
+        with (
+            storage.open_local(claim.file_path, settings) as path,  # fetched before the budget
+            memory_budget(settings.task_memory_budget_mib, what="transcribing") as budget,
+        ):
+            timings["fetch"] = time.perf_counter() - t2
             windows = _TimedWindows(
                 decode_windows(
-                    Path(claim.file_path),
+                    path,
                     ensure_audio_format(claim.file_format),
                     window_seconds=settings.transcribe_window_seconds,
                     max_seconds=settings.max_duration_seconds,
@@ -195,7 +204,7 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
                 between=budget.check,
             )
         timings["decode"] = windows.seconds
-        timings["transcribe"] = time.perf_counter() - t2 - windows.seconds
+        timings["transcribe"] = time.perf_counter() - t2 - windows.seconds - timings["fetch"]
     timings["transcribe_stage"] = time.perf_counter() - t0
     # Ingest stored the decoded duration; correct it should this decode disagree (a second
     # line behind the ingest count, never expected to act).

@@ -22,6 +22,7 @@ import structlog
 
 from db.engine import get_engine, unit_of_work
 from db.models import AudioFile, FileStatus, Stage
+from pipeline import storage
 from pipeline.errors import PipelineError
 from pipeline.intake import record_submission
 from pipeline.options import JobOptions, parse_options
@@ -78,7 +79,7 @@ def submit(
         if isinstance(source, Path) and (source.is_symlink() or not source.is_file()):
             raise FileNotFoundError(f"{source}: not a regular file")
         engine = get_engine(settings.sqlalchemy_url())
-        stored: Path | None = None
+        stored: str | None = None
         try:
             with unit_of_work(engine) as session:
                 recorded = record_submission(
@@ -90,10 +91,10 @@ def submit(
                     options=job_options,
                     force=force,
                 )
-                stored = recorded.stored_path
+                stored = recorded.stored_ref
         except BaseException:
             if stored is not None:  # the row's commit failed: its copy must not stay behind
-                stored.unlink(missing_ok=True)
+                storage.delete(stored, settings)
             raise
     except (PipelineError, OSError) as error:
         reason = error.message if isinstance(error, PipelineError) else str(error)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,12 @@ class Storage(Protocol):
         backend's managed storage (no I/O): a row can never point a worker elsewhere."""
         ...
 
-    def put(self, src: Path, fmt: str) -> StoredObject:
-        """Copy the regular file ``src`` in under a generated name, hashing it on the way.
+    def put(self, src: Path | IO[bytes], fmt: str) -> StoredObject:
+        """Copy ``src`` in under a generated name, hashing it on the way.
 
-        The copy is complete or absent; memory use does not depend on the file's size.
+        ``src`` is a regular file's path or an open binary stream (an HTTP upload; read to its
+        end, not closed). The copy is complete or absent; memory use does not depend on the
+        file's size.
         """
         ...
 

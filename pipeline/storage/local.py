@@ -10,6 +10,7 @@ import contextlib
 import errno
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from pipeline.audio.storage import store_file
 from pipeline.errors import StorageError, StorageMisconfigured
@@ -42,7 +43,7 @@ class LocalStorage:
     def check(self, ref: str) -> None:
         self.resolve(ref)
 
-    def put(self, src: Path, fmt: str) -> StoredObject:
+    def put(self, src: Path | IO[bytes], fmt: str) -> StoredObject:
         stored = store_file(src, self.root, fmt)
         return StoredObject(ref=str(stored.path), sha256=stored.sha256, size=stored.size)
 

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -135,7 +135,7 @@ def transfer_config() -> TransferConfig:
 class HashingReader(io.RawIOBase):
     """Reads a stream once, in order, feeding a SHA-256 and a byte count as it goes."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: IO[bytes]) -> None:
         super().__init__()
         self._source = source
         self.digest = hashlib.sha256()
@@ -149,11 +149,12 @@ class HashingReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        count = self._source.readinto(view)  # type: ignore[attr-defined]  # a real file
-        if count:
-            self.digest.update(view[:count])
-            self.size += count
-        return int(count or 0)
+        chunk = self._source.read(len(view))  # any binary stream, not only real files
+        count = len(chunk)
+        view[:count] = chunk
+        self.digest.update(chunk)
+        self.size += count
+        return count
 
 
 class S3Storage:
@@ -220,15 +221,20 @@ class S3Storage:
 
     # -- operations --
 
-    def put(self, src: Path, fmt: str) -> StoredObject:
+    def put(self, src: Path | IO[bytes], fmt: str) -> StoredObject:
         fmt = ensure_audio_format(fmt)
         key = self.new_key(fmt)
-        try:
-            source = open_regular_file(src, follow_symlinks=False)
-        except OSError as err:
-            raise upload_error(err, Path(src).name) from err
-        with source:
-            reader = HashingReader(source)
+        shown = Path(src).name if isinstance(src, Path) else "the upload"
+        source: contextlib.AbstractContextManager[IO[bytes]]
+        if isinstance(src, Path):
+            try:
+                source = open_regular_file(src, follow_symlinks=False)
+            except OSError as err:
+                raise upload_error(err, src.name) from err
+        else:
+            source = contextlib.nullcontext(src)  # the caller's stream: read, never closed
+        with source as stream:
+            reader = HashingReader(stream)
             try:
                 self.client.upload_fileobj(
                     cast(BinaryIO, reader),  # an io.RawIOBase; the stubs want IO[Any]
@@ -239,14 +245,12 @@ class S3Storage:
             except (boto_errors.BotoCoreError, boto_errors.ClientError) as err:
                 raise self._error(err, "store", key) from err
             except OSError as err:  # reading the source failed mid-way; the upload was aborted
-                raise upload_error(err, Path(src).name) from err
+                raise upload_error(err, shown) from err
         stored = self.size(self.ref_for(key))
         if stored != reader.size:
             with contextlib.suppress(PipelineError):
                 self.delete(self.ref_for(key))
-            raise StorageError(
-                f"{self.endpoint} kept {stored} bytes of {Path(src).name}, not {reader.size}"
-            )
+            raise StorageError(f"{self.endpoint} kept {stored} bytes of {shown}, not {reader.size}")
         return StoredObject(ref=self.ref_for(key), sha256=reader.digest.hexdigest(), size=stored)
 
     @contextlib.contextmanager
