@@ -16,12 +16,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
+import structlog
+from sqlalchemy import and_, event, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from db.models import AudioFile, FileStatus, Stage
+from pipeline import joblog
 from pipeline.errors import PipelineError
+
+log = structlog.get_logger(__name__)
 
 UNFINISHED = (FileStatus.PENDING.value, FileStatus.PROCESSING.value)
 
@@ -82,10 +86,7 @@ def claim(
             f"gave up on the {stage.value} stage after {max_attempts} attempts "
             "(the worker stopped or crashed each time)"
         )
-        if fail(session, file_id, stage, GaveUp(message)):
-            from pipeline.joblog import log_job_summary  # the job ends here: one summary line
-
-            log_job_summary(session, file_id)
+        fail(session, file_id, stage, GaveUp(message))
         return None
     return Claim(file_id, stage, attempts, path, fmt, name)
 
@@ -152,7 +153,8 @@ def advance(
 
 
 def complete(session: Session, claim_: Claim, *, timings: dict[str, float]) -> bool:
-    """Mark the file completed; False if the claim was lost."""
+    """Mark the file completed (its ``job_finished`` line follows the commit); False if the
+    claim was lost."""
     result = session.execute(
         update(AudioFile)
         .where(_fenced(claim_))
@@ -165,7 +167,7 @@ def complete(session: Session, claim_: Claim, *, timings: dict[str, float]) -> b
             metadata_=_merge_timings(timings),
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _finished(session, claim_.file_id, bool(result.rowcount))  # type: ignore[attr-defined]
 
 
 def release(session: Session, claim_: Claim) -> None:
@@ -182,7 +184,8 @@ def fail(
     token: int | None = None,
     timings: dict[str, float] | None = None,
 ) -> bool:
-    """Mark the file failed with a human-readable message and structured details."""
+    """Mark the file failed with a human-readable message and structured details (its
+    ``job_finished`` line follows the commit); False if it was already finished."""
     message = error.message if isinstance(error, PipelineError) else str(error) or repr(error)
     conditions = [AudioFile.id == file_id, AudioFile.status.in_(UNFINISHED)]
     if token is not None:
@@ -209,7 +212,42 @@ def fail(
             metadata_=_merge_timings(timings or {}),
         )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return _finished(session, file_id, bool(result.rowcount))  # type: ignore[attr-defined]
+
+
+_FINISHED_KEY = "teleai_jobs_finished"
+
+
+def _finished(session: Session, file_id: uuid.UUID, finished: bool) -> bool:
+    """The one place a ``job_finished`` line comes from, for both outcomes (:func:`complete`
+    and :func:`fail` are the only ways a job ends).
+
+    The fields are read now, in the transaction that wrote the final state; the line is logged
+    only after that transaction committed, so a rolled-back finish (connection lost at commit,
+    claim fenced out) logs nothing and the retry that really finishes logs the one line.
+    """
+    if not finished:
+        return False
+    outcome = joblog.read_job_outcome(session, file_id)
+    if outcome is None:
+        return True
+    pending: list[dict[str, Any]] | None = session.info.get(_FINISHED_KEY)
+    if pending is None:
+        pending = session.info[_FINISHED_KEY] = []
+        event.listen(session, "after_commit", _log_finished)
+        event.listen(session, "after_rollback", _forget_finished)
+    pending.append(joblog.job_summary_fields(outcome))
+    return True
+
+
+def _log_finished(session: Session) -> None:
+    for fields in session.info.pop(_FINISHED_KEY, None) or []:
+        log.info("job_finished", **fields)
+    session.info[_FINISHED_KEY] = []
+
+
+def _forget_finished(session: Session) -> None:
+    session.info[_FINISHED_KEY] = []
 
 
 def requeue(session: Session, file_id: uuid.UUID, stage: Stage, **values: Any) -> bool:
@@ -232,37 +270,88 @@ def requeue(session: Session, file_id: uuid.UUID, stage: Stage, **values: Any) -
 
 
 @dataclass(frozen=True)
-class Orphan:
+class Queued:
+    """A row waiting at ``stage`` for its message.
+
+    ``message_arg`` is the id that stage's message carries: the file id for ingest and
+    transcribe, the latest transcription version for analyze (None when there is none, so no
+    message can be built). The recovery sweep compares it with the messages the broker holds.
+    """
+
     file_id: uuid.UUID
     stage: Stage
+    message_arg: uuid.UUID | None
 
 
-def find_orphans(session: Session, *, queued_grace_seconds: int, limit: int = 500) -> list[Orphan]:
-    """Unfinished rows whose lease expired, or that waited in a queue longer than the grace.
+def _queued_rows(session: Session, condition: Any, limit: int, *, lock: bool) -> list[Queued]:
+    from db.models import Transcription  # only the analyze stage needs it
 
-    ``FOR UPDATE SKIP LOCKED`` lets two reapers run at once without handing out the same row,
-    and ``updated_at`` is touched so the same row is not re-enqueued again until another grace
-    period passes (a message may simply still be queued behind a long backlog).
-    """
-    stale = func.now() - dt.timedelta(seconds=queued_grace_seconds)
-    rows = session.execute(
-        select(AudioFile.id, AudioFile.stage)
-        .where(
-            AudioFile.status.in_(UNFINISHED),
-            or_(
-                AudioFile.lease_expires_at < func.now(),
-                and_(AudioFile.lease_expires_at.is_(None), AudioFile.updated_at < stale),
-            ),
+    query = (
+        select(AudioFile.id, AudioFile.stage, Transcription.id)
+        .outerjoin(
+            Transcription,
+            and_(Transcription.audio_file_id == AudioFile.id, Transcription.is_latest),
         )
-        .order_by(AudioFile.upload_started_at)
+        .where(AudioFile.status.in_(UNFINISHED), condition)
+        .order_by(AudioFile.updated_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    )
+    if lock:
+        query = query.with_for_update(of=AudioFile, skip_locked=True)
+    found = []
+    for file_id, stage_name, version_id in session.execute(query).all():
+        stage = Stage(stage_name)
+        found.append(Queued(file_id, stage, version_id if stage is Stage.ANALYZE else file_id))
+    return found
+
+
+def release_expired(session: Session, *, limit: int = 500) -> list[Queued]:
+    """Rows whose lease expired: their worker is gone. They are queued again (lease cleared)
+    and returned, so the caller sends their message once this transaction committed.
+
+    ``FOR UPDATE SKIP LOCKED`` lets two sweeps run at once without handing out the same row.
+    The dead worker's message may still sit in Redis' unacknowledged set (until the visibility
+    timeout), so the message is always sent again; a second copy is harmless.
+    """
+    rows = _queued_rows(session, AudioFile.lease_expires_at < func.now(), limit, lock=True)
     if rows:
-        # An expired lease means its worker is gone: the row is queued again from now on.
         session.execute(
             update(AudioFile)
-            .where(AudioFile.id.in_([r[0] for r in rows]))
-            .values(updated_at=func.now(), lease_expires_at=None)
+            .where(AudioFile.id.in_([r.file_id for r in rows]))
+            .values(lease_expires_at=None)
         )
-    return [Orphan(file_id, Stage(stage)) for file_id, stage in rows]
+    return rows
+
+
+def waiting(session: Session, *, settled_seconds: float, limit: int = 20_000) -> list[Queued]:
+    """Queued rows (unfinished, no lease) unchanged for ``settled_seconds``, oldest first.
+
+    The settle time covers the moment between a hand-over's commit and its message being sent,
+    so a row whose message is on its way is not mistaken for one whose message was lost.
+    """
+    settled = func.now() - dt.timedelta(seconds=settled_seconds)
+    condition = and_(AudioFile.lease_expires_at.is_(None), AudioFile.updated_at <= settled)
+    return _queued_rows(session, condition, limit, lock=False)
+
+
+def mark_resent(session: Session, rows: list[Queued], *, settled_seconds: float) -> list[Queued]:
+    """Of ``rows``, those still queued and unchanged for ``settled_seconds``; ``updated_at`` is
+    touched on them, so two sweeps that raced never both send (the second finds it changed),
+    and a row a worker claimed meanwhile is left to that worker."""
+    if not rows:
+        return []
+    settled = func.now() - dt.timedelta(seconds=settled_seconds)
+    by_id = {row.file_id: row for row in rows}
+    touched = session.execute(
+        update(AudioFile)
+        .where(
+            tuple_(AudioFile.id, AudioFile.stage).in_([(r.file_id, r.stage.value) for r in rows]),
+            AudioFile.status.in_(UNFINISHED),
+            AudioFile.lease_expires_at.is_(None),
+            AudioFile.updated_at <= settled,
+        )
+        .values(updated_at=func.now())
+        .returning(AudioFile.id)
+    ).all()
+    return [by_id[file_id] for (file_id,) in touched]
+

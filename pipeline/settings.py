@@ -160,11 +160,27 @@ class Settings(BaseSettings):
         ),
     )
     queued_grace_seconds: int = Field(
-        600, ge=10, description="Re-enqueue a queued row that waited longer than this."
+        15,
+        ge=1,
+        description=(
+            "A queued row unchanged for this long whose message is in no Redis queue and not "
+            "delivered-unacknowledged lost its message: the recovery sweep sends it again. "
+            "(Covers the moment between a commit and its message being sent.)"
+        ),
     )
-    reaper_interval_seconds: int = Field(30, ge=1, description="How often beat runs the reaper.")
+    reaper_interval_seconds: int = Field(
+        30, ge=1, description="How often the recovery sweep (reaper and reconciliation) runs."
+    )
     analytics_refresh_seconds: int = Field(
-        300, ge=10, description="How often beat refreshes file_processing_analytics."
+        300, ge=10, description="How often file_processing_analytics is refreshed."
+    )
+    periodic_jobs: bool = Field(
+        True,
+        description=(
+            "Workers run the periodic jobs themselves (recovery sweep, analytics refresh, "
+            "session purge), one worker at a time across the cluster, elected with a "
+            "PostgreSQL advisory lock. False leaves them to `celery beat`."
+        ),
     )
     session_ttl_hours: float = Field(24.0, gt=0, description="Absolute lifetime of a login.")
     task_time_limit: int = Field(1800, ge=10, description="Hard time limit of one task (s).")

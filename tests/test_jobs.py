@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import Engine, select, text
+import structlog.testing
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from db.engine import unit_of_work
@@ -158,42 +159,112 @@ def test_complete_then_requeue_for_retranscription(engine: Engine, file_id: uuid
         assert not jobs.requeue(session, file_id, Stage.TRANSCRIBE)
 
 
-def test_reaper_finds_expired_and_stale_rows_once(engine: Engine, file_id: uuid.UUID) -> None:
+def _age(engine: Engine, file_id: uuid.UUID, seconds: int) -> None:
+    """Back-date the row's updated_at (the trigger would undo it: switched off here)."""
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(
+            text(
+                "UPDATE audio_files SET updated_at = now() - make_interval(secs => :s)"
+                " WHERE id = :i"
+            ),
+            {"i": file_id, "s": seconds},
+        )
+
+
+def test_expired_leases_are_released_once(engine: Engine, file_id: uuid.UUID) -> None:
     claim = _claim(engine, file_id, Stage.INGEST)
     assert claim is not None
     with unit_of_work(engine) as session:
-        assert jobs.find_orphans(session, queued_grace_seconds=600) == []
+        assert jobs.release_expired(session) == []  # a live lease is left alone
     with engine.begin() as conn:
         conn.execute(
             text("UPDATE audio_files SET lease_expires_at = now() - interval '1 s' WHERE id = :i"),
             {"i": file_id},
         )
     with unit_of_work(engine) as session:
-        assert jobs.find_orphans(session, queued_grace_seconds=600) == [
-            jobs.Orphan(file_id, Stage.INGEST)
-        ]
-    # The lease is cleared (queued again) and updated_at touched: not handed out twice in a row.
+        assert jobs.release_expired(session) == [jobs.Queued(file_id, Stage.INGEST, file_id)]
+    # Queued again (lease cleared): not released twice, and it just changed, so not waiting.
+    assert _row(engine, file_id).lease_expires_at is None
     with unit_of_work(engine) as session:
-        assert jobs.find_orphans(session, queued_grace_seconds=600) == []
-    with unit_of_work(engine) as session:
-        assert jobs.find_orphans(session, queued_grace_seconds=0) == [
-            jobs.Orphan(file_id, Stage.INGEST)
-        ]
+        assert jobs.release_expired(session) == []
+        assert jobs.waiting(session, settled_seconds=5) == []
 
 
-def test_two_reapers_never_hand_out_the_same_row(engine: Engine, file_id: uuid.UUID) -> None:
+def test_two_sweeps_never_release_the_same_row(engine: Engine, file_id: uuid.UUID) -> None:
+    assert _claim(engine, file_id, Stage.INGEST) is not None
     with engine.begin() as conn:
-        # The updated_at trigger would undo a back-dated updated_at; switch triggers off here.
-        conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(
-            text("UPDATE audio_files SET updated_at = now() - interval '1 hour' WHERE id = :i"),
+            text("UPDATE audio_files SET lease_expires_at = now() - interval '1 s' WHERE id = :i"),
             {"i": file_id},
         )
     with unit_of_work(engine) as first:
-        got_first = jobs.find_orphans(first, queued_grace_seconds=60)
-        # While the first reaper's transaction is open, a second one skips the locked row.
+        got_first = jobs.release_expired(first)
+        # While the first sweep's transaction is open, a second one skips the locked row.
         with unit_of_work(engine) as second:
-            assert jobs.find_orphans(second, queued_grace_seconds=60) == []
-    assert got_first == [jobs.Orphan(file_id, Stage.INGEST)]
-    with Session(engine) as session:
-        assert session.scalar(select(AudioFile.status).where(AudioFile.id == file_id)) == "pending"
+            assert jobs.release_expired(second) == []
+    assert got_first == [jobs.Queued(file_id, Stage.INGEST, file_id)]
+
+
+def test_waiting_rows_settle_first_and_are_marked_resent_once(
+    engine: Engine, file_id: uuid.UUID
+) -> None:
+    with unit_of_work(engine) as session:
+        assert jobs.waiting(session, settled_seconds=15) == []  # just submitted: settling
+    _age(engine, file_id, 60)
+    with unit_of_work(engine) as session:
+        found = jobs.waiting(session, settled_seconds=15)
+    assert found == [jobs.Queued(file_id, Stage.INGEST, file_id)]
+    with unit_of_work(engine) as session:
+        assert jobs.mark_resent(session, found, settled_seconds=15) == found
+    # A second sweep that read the same rows before the first one marked them sends nothing.
+    with unit_of_work(engine) as session:
+        assert jobs.mark_resent(session, found, settled_seconds=15) == []
+        assert jobs.waiting(session, settled_seconds=15) == []
+
+
+def test_a_row_claimed_or_moved_on_meanwhile_is_not_marked_resent(
+    engine: Engine, file_id: uuid.UUID
+) -> None:
+    _age(engine, file_id, 60)
+    with unit_of_work(engine) as session:
+        found = jobs.waiting(session, settled_seconds=0)
+    claim = _claim(engine, file_id, Stage.INGEST)  # a worker got the message after all
+    assert claim is not None
+    with unit_of_work(engine) as session:
+        assert jobs.mark_resent(session, found, settled_seconds=0) == []
+        assert jobs.advance(session, claim, Stage.TRANSCRIBE, timings={})
+    with unit_of_work(engine) as session:  # queued now, but at another stage than was read
+        assert jobs.mark_resent(session, found, settled_seconds=0) == []
+        assert jobs.waiting(session, settled_seconds=0) == [
+            jobs.Queued(file_id, Stage.TRANSCRIBE, file_id)
+        ]
+
+
+def test_job_finished_is_logged_once_after_commit_for_both_outcomes(
+    engine: Engine, file_id: uuid.UUID
+) -> None:
+    claim = _claim(engine, file_id, Stage.INGEST)
+    assert claim is not None
+    with structlog.testing.capture_logs() as logs:
+        with pytest.raises(RuntimeError), unit_of_work(engine) as session:
+            assert jobs.fail(session, file_id, Stage.INGEST, CorruptAudio("bad"), token=1)
+            raise RuntimeError("the commit never happens")
+        assert logs == []  # rolled back: the job did not finish
+        with unit_of_work(engine) as session:
+            assert jobs.fail(session, file_id, Stage.INGEST, CorruptAudio("bad"), token=1)
+            assert logs == []  # not before the commit
+        with unit_of_work(engine) as session:
+            assert not jobs.fail(session, file_id, Stage.INGEST, CorruptAudio("bad"))
+    finished = [entry for entry in logs if entry["event"] == "job_finished"]
+    assert len(finished) == 1, logs
+    assert finished[0]["outcome"] == "failed" and finished[0]["file_id"] == str(file_id)
+    assert finished[0]["error"] == "ingest failed: bad"
+    with unit_of_work(engine) as session:
+        assert jobs.requeue(session, file_id, Stage.TRANSCRIBE)
+    again = _claim(engine, file_id, Stage.TRANSCRIBE)
+    assert again is not None
+    with structlog.testing.capture_logs() as logs, unit_of_work(engine) as session:
+        assert jobs.complete(session, again, timings={"transcribe": 1.5})
+    assert [(e["event"], e["outcome"]) for e in logs] == [("job_finished", "completed")]
+    assert logs[0]["stage_seconds"]["transcribe"] == 1.5

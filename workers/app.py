@@ -2,6 +2,7 @@
 
 ``celery -A workers.app worker -Q transcribe`` (or ``teleai worker``) starts a worker. Settings
 are read when Celery first configures the app (``workers.celeryconfig``), not at import.
+Periodic jobs need no ``celery beat``: see :mod:`workers.periodic`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
+from workers.periodic import PeriodicJobsStep
+
 app = Celery("teleai", include=["workers.tasks"])
 app.config_from_object("workers.celeryconfig")
+# Every worker runs the periodic jobs (recovery sweep, analytics refresh, session purge), one
+# elected worker at a time across the cluster; `celery beat` is possible but not needed.
+app.steps["worker"].add(PeriodicJobsStep)
 
 
 @worker_process_init.connect

@@ -14,7 +14,6 @@ from typing import Any
 import structlog
 
 from db.engine import get_engine, unit_of_work
-from db.models import Stage
 from pipeline import runner
 from pipeline.settings import get_settings
 from workers.app import app
@@ -62,32 +61,18 @@ def retranscribe(file_id: str, engine: str | None = None, model: str | None = No
     return queued
 
 
-STAGE_TASKS = {Stage.INGEST: ingest, Stage.TRANSCRIBE: transcribe}
-
-
 @app.task(name="teleai.reap")
 def reap() -> int:
-    """Re-enqueue rows that lost their worker or their message (see ``pipeline.jobs``)."""
+    """The recovery sweep as a task, for ``celery beat`` (workers also run it themselves, see
+    ``workers.periodic``): re-send the messages of rows that lost theirs (``workers.recovery``)."""
+    from workers.recovery import Broker, sweep
+
     structlog.contextvars.clear_contextvars()  # not a PipelineTask: drop the last task's context
-    orphans = runner.reap(_uow(), get_settings())
-    for orphan in orphans:
-        enqueue_stage(orphan.file_id, orphan.stage)
-    if orphans:
-        log.warning("reaped_orphans", count=len(orphans))
-    return len(orphans)
-
-
-def enqueue_stage(file_id: uuid.UUID, stage: Stage) -> None:
-    """Send the message that runs ``stage`` of a file (analyze needs the latest version)."""
-    if stage is Stage.ANALYZE:
-        from db.transcripts import latest_transcription
-
-        with _uow()() as session:
-            version = latest_transcription(session, file_id)
-        if version is not None:
-            analyze.delay(str(version.id))
-        return
-    STAGE_TASKS[stage].delay(str(file_id))
+    settings = get_settings()
+    result = sweep(
+        _uow(), Broker(app, str(app.conf.broker_url)), settled_seconds=settings.queued_grace_seconds
+    )
+    return result.released + result.reconciled
 
 
 @app.task(name="teleai.refresh_analytics")

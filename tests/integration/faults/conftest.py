@@ -1,11 +1,13 @@
-"""Fault injection with real processes: a private Redis, a database clone, beat, real workers.
+"""Fault injection with real processes: a private Redis, a database clone, real workers.
 
 The package shares one :class:`Cluster`: its own ``redis-server`` on a free port (no
 persistence, so a restart really loses every queued message; nothing else on the machine shares
-it), one migrated database clone, and one ``celery beat`` running the reaper every 2 s. Each
-test starts the workers it needs, breaks something, waits on the database with a deadline and
-asks :mod:`tests.integration.oracle` whether anything was lost. Timings are shrunk through the
-environment (lease 6 s, reaper 2 s, queued grace 20 s, 3 attempts) so recovery fits a test run.
+it) and one migrated database clone. No ``celery beat``: the workers run the recovery sweep
+themselves (``workers.periodic``, one elected worker at a time), as in production. Each test
+starts the workers it needs, breaks something, waits on the database with a deadline and asks
+:mod:`tests.integration.oracle` whether anything was lost. Timings are shrunk through the
+environment (lease 6 s, sweep every 2 s, queued grace 5 s, 3 attempts) so recovery fits a test
+run; ``test_recovery_default_timings.py`` runs with the defaults instead (``DEFAULT_TIMINGS``).
 
 Every test reports its figures (files, faults injected, lost, duplicates, seconds) through
 ``record_property`` and in a "fault injection figures" section at the end of the run.
@@ -43,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 ALL_QUEUES = "ingest,transcribe,analyze"
 LEASE_SECONDS = 6
 REAPER_SECONDS = 2
-QUEUED_GRACE_SECONDS = 20
+QUEUED_GRACE_SECONDS = 5
 MAX_ATTEMPTS = 3
 # Small timings so recovery happens within a test, and one thread per model so two pool
 # children share two cores instead of fighting over them.
@@ -58,6 +60,12 @@ FAULT_TUNING = {
     "MKL_NUM_THREADS": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+TIMING_KEYS = (
+    "TELEAI_LEASE_SECONDS",
+    "TELEAI_REAPER_INTERVAL_SECONDS",
+    "TELEAI_QUEUED_GRACE_SECONDS",
+    "TELEAI_MAX_ATTEMPTS",
+)
 UNFINISHED = ("pending", "processing")
 
 _FIGURES: list[tuple[str, dict[str, Any]]] = []
@@ -131,7 +139,7 @@ class RedisServer:
 
 @dataclass
 class Cluster:
-    """Everything a fault test drives: database, private Redis, beat, named worker processes."""
+    """Everything a fault test drives: database, private Redis, named worker processes."""
 
     database_url: str
     redis: RedisServer
@@ -139,7 +147,6 @@ class Cluster:
     env: dict[str, str]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     worker_logs: dict[str, Path] = field(default_factory=dict)
-    beat: subprocess.Popen[bytes] | None = None
     # Workers whose queues were changed by remote control: Celery 5.5 rebuilds consumers from
     # the start-up queue list after a broker reconnect, so an added-back queue is then dropped.
     rewired: set[str] = field(default_factory=set)
@@ -157,11 +164,15 @@ class Cluster:
         env: dict[str, str] | None = None,
         wrapper: tuple[str, ...] = (),
         ready_timeout: float = 180,
+        teleai: bool = False,
+        default_timings: bool = False,
     ) -> subprocess.Popen[bytes]:
         """A real ``celery worker`` in its own process group, returned once its pool is warm.
 
         Ready means Celery logged "ready." and every pool child logged its model warm-up, so
-        a fault injected right after hits a worker that really is processing.
+        a fault injected right after hits a worker that really is processing. ``teleai``
+        starts it exactly as the README does (``teleai worker --queues … --concurrency …``);
+        ``default_timings`` drops the package's shortened lease, sweep and grace settings.
         """
         log_file = self.root / "logs" / f"{name}-{next(self._starts)}.log"
         command = [
@@ -169,10 +180,16 @@ class Cluster:
             f"--concurrency={concurrency}", "--loglevel=INFO", f"--hostname={name}@%h",
             "--without-gossip", "--without-mingle",
         ]  # fmt: skip
+        if teleai:
+            command = [
+                *wrapper, str(VENV_BIN / "teleai"), "worker", "--queues", queues,
+                "--concurrency", str(concurrency),
+            ]  # fmt: skip
+        base = {k: v for k, v in self.env.items() if not (default_timings and k in TIMING_KEYS)}
         with log_file.open("ab") as log:
             proc = subprocess.Popen(
                 command,
-                env={**self.env, **(env or {})},
+                env={**base, **(env or {})},
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -207,24 +224,6 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):  # a stray child of a killed main
                 os.killpg(proc.pid, signal.SIGKILL)
             del self.workers[name]
-
-    def start_beat(self) -> None:
-        """One ``celery beat`` for the package: it sends ``teleai.reap`` every 2 s."""
-        with (self.root / "logs" / "beat.log").open("ab") as log:
-            self.beat = subprocess.Popen(
-                [str(VENV_BIN / "celery"), "-A", "workers.app", "beat", "--loglevel=INFO",
-                 f"--schedule={self.root / 'beat-schedule'}",
-                 f"--pidfile={self.root / 'beat.pid'}"],
-                env=self.env,
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-
-    def stop_beat(self) -> None:
-        if self.beat is not None:
-            stop_worker(self.beat)
 
     def log_tail(self, name: str | None = None, chars: int = 4000) -> str:
         files = [self.worker_logs[name]] if name else sorted((self.root / "logs").glob("*.log"))
@@ -483,7 +482,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> SpeechCorpus:
 def cluster(
     pg_admin: PgAdmin, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    """The package's database, private Redis and beat; workers are started by each test."""
+    """The package's database and private Redis; workers are started by each test."""
     root = tmp_path_factory.mktemp("faults")
     (root / "logs").mkdir()
     server = RedisServer(free_port(), root / "logs" / "redis.log")
@@ -493,12 +492,10 @@ def cluster(
     env = {**pipeline_env(database_url, server.url, root / "storage"), **FAULT_TUNING}
     env["TELEAI_RESULT_BACKEND"] = server.url.rsplit("/", 1)[0] + "/1"
     found = Cluster(database_url, server, root, env)
-    found.start_beat()
     try:
         yield found
     finally:
         found.stop_workers()
-        found.stop_beat()
         if found._probe is not None:
             found._probe.close()
         server.kill()

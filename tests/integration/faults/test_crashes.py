@@ -2,7 +2,7 @@
 
 The transcription worker is a separate ``-Q transcribe`` worker (as in docker-compose.yml);
 ``w1`` stops consuming that queue for these tests so every transcription runs where the kills
-land, and keeps running ingest, analyze and the reaper.
+land, and keeps running ingest and analyze; whichever worker leads runs the recovery sweep.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.integration.faults.conftest import (
 pytestmark = pytest.mark.slow
 
 CHILD_KILLS = 10
-# Scheduling slack on a busy 2-core machine: beat tick, reap message latency.
+# Scheduling slack on a busy 2-core machine: scheduler tick, leader take-over, message latency.
 SLACK_SECONDS = 8
 
 
