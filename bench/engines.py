@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.quality import word_error_rate
+from bench.wer import word_error_rate
 from pipeline.settings import Settings
 from pipeline.transcription.base import Audio
 from pipeline.transcription.faster import (

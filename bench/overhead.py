@@ -22,9 +22,9 @@ from bench.context import Context
 from bench.engines import default_decoding
 from bench.results import Section, Table, Target, ratio
 from bench.services import Pipeline, completed, pipeline_services, running_worker
+from bench.wer import word_error_rate
 from db.engine import unit_of_work
 from db.transcripts import latest_transcription
-from pipeline.quality import word_error_rate
 from pipeline.transcription.faster import (
     CONDITION_ON_PREVIOUS_TEXT,
     LOG_PROB_THRESHOLD,

@@ -1,4 +1,4 @@
-"""Benchmark 8: transcription quality (WER, normalised by :mod:`pipeline.quality`).
+"""Benchmark 8: transcription quality (WER, normalised by :mod:`bench.wer`).
 
 Per engine and model on the corpus (the same in-process runs the speed tables use), and through
 the re-transcription path: one file through a real worker (version 1, the default engine), then
@@ -18,10 +18,10 @@ from bench.engines import OPENAI, EngineConfig
 from bench.overhead import run_through_pipeline
 from bench.results import Section, Table, Target
 from bench.services import Pipeline, completed, pipeline_services, running_worker
+from bench.wer import word_error_rate
 from db.analyses import analyses_for
 from db.engine import unit_of_work
 from db.transcripts import list_versions
-from pipeline.quality import word_error_rate
 from pipeline.runner import request_retranscription
 from workers.process import ALL_QUEUES
 
@@ -127,7 +127,7 @@ def run(ctx: Context) -> Section:
     )
     section.notes.append(
         "WER = (substitutions + deletions + insertions) / reference words after "
-        "pipeline.quality.normalize_text (case, punctuation, apostrophes). The corpus is "
+        "bench.wer.normalize_text (case, punctuation, apostrophes). The corpus is "
         "espeak-ng speech: easy for Whisper, so absolute WER is low; differences are what count."
     )
     section.data = {"corpus": data}

@@ -74,6 +74,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   say "installing TeleAI Pro into .venv (CPU torch first, so nothing pulls a CUDA build)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".[dev,embedded,ops]"
+  .venv/bin/pip install -q -e ".[all,dev,embedded,ops]"
   touch "$stamp"
 fi

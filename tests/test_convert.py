@@ -14,7 +14,7 @@ import whisper
 from ctranslate2 import specs
 from faster_whisper.audio import decode_audio
 
-from pipeline.quality import word_error_rate
+from bench.wer import word_error_rate
 from pipeline.transcription.convert import (
     convert_ct2_to_openai,
     dequantize,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.wer import normalize_text, word_error_rate
 from pipeline.audio.decode import (
     SAMPLE_RATE,
     decode_to_16k_mono,
@@ -27,7 +28,6 @@ from pipeline.audio.decode import (
 from pipeline.audio.formats import AudioFormat
 from pipeline.audio.probe import probe_audio, probe_with_ffprobe, probe_with_mutagen
 from pipeline.errors import AudioTooLong
-from pipeline.quality import normalize_text, word_error_rate
 from pipeline.settings import Settings
 from pipeline.transcription import get_transcriber
 from pipeline.transcription.base import Transcriber

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.quality import normalize_text, word_error_rate
+from bench.wer import normalize_text, word_error_rate
 
 
 def test_normalize_drops_case_punctuation_and_extra_spaces() -> None:

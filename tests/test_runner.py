@@ -10,12 +10,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
+from bench.wer import word_error_rate
 from db.engine import unit_of_work
 from db.models import Analysis, AudioFile, Transcription
 from db.users import create_user
 from pipeline import intake, runner
 from pipeline.errors import EmptyAudio, UnsupportedAudio
-from pipeline.quality import word_error_rate
 from pipeline.settings import Settings
 from tests.speech import speech_file
 

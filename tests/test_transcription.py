@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from faster_whisper.audio import decode_audio
 
-from pipeline.quality import word_error_rate
+from bench.wer import word_error_rate
 from pipeline.settings import Settings
 from pipeline.transcription import Transcriber, Transcript, engine_version, get_transcriber
 from pipeline.transcription.openai import OpenAIWhisperTranscriber

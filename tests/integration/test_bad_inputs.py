@@ -27,10 +27,10 @@ import pytest
 import redis
 from celery import Celery
 
+from bench.wer import word_error_rate
 from db.engine import get_engine, libpq_url, unit_of_work
 from db.users import get_or_create_operator
 from pipeline.intake import record_submission as submit_file
-from pipeline.quality import word_error_rate
 from pipeline.settings import Settings
 from tests.badinput import (
     BATCH,

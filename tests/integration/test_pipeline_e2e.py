@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.wer import word_error_rate
 from db.engine import libpq_url
-from pipeline.quality import word_error_rate
 from tests.integration.conftest import Pipeline
 from tests.speech import FORMATS, espeak_wav, speech_file
 
