@@ -30,7 +30,6 @@ from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
 from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, classify
-from pipeline.joblog import log_job_summary
 from pipeline.memguard import memory_budget
 from pipeline.settings import Settings
 
@@ -320,10 +319,7 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
                 processing_time_seconds=result.seconds,
             )
         timings["analyze_db_write"] = time.perf_counter() - t1
-        done = jobs.complete(session, claim, timings=timings)
-        if done:
-            log_job_summary(session, file_id, logger=log)
-        return done
+        return jobs.complete(session, claim, timings=timings)
 
 
 def request_retranscription(
@@ -338,9 +334,3 @@ def request_retranscription(
         "transcription_override": {"engine": engine, "whisper_model": model},
     }
     return jobs.requeue(session, file_id, Stage.TRANSCRIBE, metadata_=metadata)
-
-
-def reap(uow: UnitOfWork, settings: Settings) -> list[jobs.Orphan]:
-    """Rows that lost their worker or their message; the caller re-enqueues them."""
-    with uow() as session:
-        return jobs.find_orphans(session, queued_grace_seconds=settings.queued_grace_seconds)
