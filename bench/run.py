@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "scaling": ("bench.scaling", "1 vs N transcribe processes on a backlog; cold start"),
     "ingest": ("bench.ingest", "files/s through submit + ingest alone"),
     "memory": ("bench.memory", "worker RSS after load and after many tasks; peak"),
+    "longfile": ("bench.longfile", "peak RSS by file length, windowed WER, batched threshold"),
     "db": ("bench.database", "queries and plans on a database filled to scale"),
 }
 

@@ -1,13 +1,21 @@
 """Audio intake: identify, validate, store, probe and decode uploaded recordings.
 
 Plain functions on paths; no database. The ingest stage runs
-``validate_upload`` → ``store_file`` → ``probe_audio`` on the stored copy; transcription calls
-``decode_to_16k_mono`` on the stored copy.
+``validate_upload`` → ``store_file`` → ``probe_audio`` on the stored copy (which counts the
+decoded samples: the stored duration is the real one); transcription reads the stored copy as
+bounded, silence-aligned ``decode_windows`` (``decode_to_16k_mono`` holds a whole file: short
+audio, tests and benchmarks only).
 """
 
 from __future__ import annotations
 
-from pipeline.audio.decode import SAMPLE_RATE, decode_to_16k_mono
+from pipeline.audio.decode import (
+    SAMPLE_RATE,
+    Window,
+    decode_to_16k_mono,
+    decode_windows,
+    stream_16k,
+)
 from pipeline.audio.formats import SUPPORTED_FORMATS, AudioFormat, format_from_extension
 from pipeline.audio.probe import (
     AudioInfo,
@@ -27,7 +35,9 @@ __all__ = [
     "AudioInfo",
     "Sniffed",
     "StoredFile",
+    "Window",
     "decode_to_16k_mono",
+    "decode_windows",
     "format_from_extension",
     "probe_audio",
     "probe_with_ffprobe",
@@ -37,5 +47,6 @@ __all__ = [
     "sniff",
     "sniff_format",
     "store_file",
+    "stream_16k",
     "validate_upload",
 ]

@@ -1,0 +1,273 @@
+"""Benchmark 9: long files. Peak memory against file length, windowed vs whole-file WER, and
+from which length faster-whisper's BatchedInferencePipeline wins.
+
+Every measurement runs the pipeline's own transcription path (``decode_windows`` →
+``transcribe_windows``, as ``run_transcribe`` does) in a fresh child process that loads the
+model and warms it up as a worker does, so the child's ``VmHWM`` (resident high-water mark) is
+the peak a transcription worker reaches on that one file, and the difference to its value after
+warm-up is what the file added. Files are generated speech with pauses (:mod:`bench.corpus`).
+
+- Memory: the same path on files of growing length; flat means the peak does not grow with the
+  length. For comparison the old whole-file path (``decode_to_16k_mono`` + one ``transcribe``
+  call) on the 10-minute file.
+- WER: windowed vs whole-file decoding of the 10-minute file, both sequential.
+- Batched: sequential vs batched per file length; the first length from which batched is
+  faster on every longer file is the suggested ``TELEAI_BATCHED_MIN_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.context import Context
+from bench.corpus import STANDARD, CorpusFile, Recipe, ensure_file
+from bench.results import Section, Table, Target
+from bench.wer import word_error_rate
+
+RECIPES = {
+    "30s": Recipe("30s", 30.0, 31),
+    "2min": Recipe("2min", 120.0, 121),
+    "5min": Recipe("5min", 300.0, 301),
+    "10min": STANDARD["10min"],
+    "30min": Recipe("30min", 1800.0, 1801),
+    "60min": Recipe("60min", 3600.0, 3601),
+    "4h": Recipe("4h", 14400.0, 14401),
+}
+FULL = {"batched": ("30s", "2min", "5min", "10min"), "memory": ("10min", "30min", "60min")}
+QUICK = {"batched": ("30s", "2min"), "memory": ("2min", "5min")}
+PEAK_TARGET_MIB = 1536.0  # issue 16: <= 1.5 GB on a four-hour file
+FLAT_BOUND_MIB = 100.0  # growth of the peak from the shortest to the longest file
+WER_BOUND_POINTS = 0.5
+CHILD_TIMEOUT_S = 3 * 3600
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One file through one path in a fresh process."""
+
+    file: str
+    audio_seconds: float
+    mode: str  # windowed | whole
+    inference: str
+    windows: int
+    seconds: float
+    warm_peak_mib: float
+    peak_mib: float
+    text: str
+    wer: float
+
+    @property
+    def added_mib(self) -> float:
+        return self.peak_mib - self.warm_peak_mib
+
+    @property
+    def rtf(self) -> float:
+        return self.audio_seconds / self.seconds if self.seconds else float("nan")
+
+
+def _vm_hwm_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_main(path: Path, mode: str, batched: bool, window: float, threads: int) -> None:
+    """The measured process: model load and warm-up as a worker, then one file."""
+    import numpy as np
+
+    from pipeline.audio.decode import decode_to_16k_mono, decode_windows
+    from pipeline.settings import Settings
+    from pipeline.transcription import get_transcriber
+    from pipeline.transcription.windows import transcribe_windows
+
+    settings = Settings(whisper_cpu_threads=threads, transcribe_window_seconds=window)
+    transcriber = get_transcriber(settings)
+    transcriber.transcribe(np.zeros(16000, dtype=np.float32), language="en")
+    warm = _vm_hwm_mib()
+    started = time.perf_counter()
+    if mode == "whole":
+        transcript = transcriber.transcribe(decode_to_16k_mono(path), language="en")
+        windows = 1
+    else:
+        transcript = transcribe_windows(
+            transcriber,
+            decode_windows(
+                path,
+                window_seconds=settings.transcribe_window_seconds,
+                max_seconds=settings.max_duration_seconds,
+            ),
+            language="en",
+            batched=batched,
+        )
+        windows = int(str(transcript.parameters["windows"]))
+    seconds = time.perf_counter() - started
+    result = {
+        "seconds": seconds,
+        "warm_peak_mib": warm,
+        "peak_mib": _vm_hwm_mib(),
+        "windows": windows,
+        "inference": transcript.parameters.get("inference"),
+        "audio_seconds": transcript.duration,
+        "text": transcript.text,
+    }
+    print("RESULT " + json.dumps(result))
+
+
+def _run_child(
+    ctx: Context, file: CorpusFile, mode: str, *, batched: bool, window: float
+) -> ChildRun:
+    command = [
+        sys.executable, "-m", "bench.longfile", str(file.path), mode,
+        "batched" if batched else "sequential", str(window), str(ctx.threads),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+        env={**os.environ, "TELEAI_LOG_LEVEL": "WARNING"},
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"child for {file.name} {mode} failed: {done.stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return ChildRun(
+        file=file.name,
+        audio_seconds=float(data["audio_seconds"]),
+        mode=mode,
+        inference=str(data["inference"]),
+        windows=int(data["windows"]),
+        seconds=float(data["seconds"]),
+        warm_peak_mib=float(data["warm_peak_mib"]),
+        peak_mib=float(data["peak_mib"]),
+        text=str(data["text"]),
+        wer=word_error_rate(file.reference, str(data["text"])),
+    )
+
+
+def run(ctx: Context) -> Section:
+    from pipeline.settings import Settings
+
+    section = Section("longfile", "9. Long files: memory, windowed WER, batched inference")
+    sizes = QUICK if ctx.quick else FULL
+    extra = tuple(n for n in os.environ.get("BENCH_LONGFILE_EXTRA", "").split(",") if n)
+    window = float(Settings.model_fields["transcribe_window_seconds"].default)
+    files = {
+        name: ensure_file(RECIPES[name], ctx.corpus_dir)
+        for name in {*sizes["batched"], *sizes["memory"], *extra}
+    }
+    runs: list[ChildRun] = []
+
+    # Batched vs sequential per length (windowed path, as the worker runs it).
+    speed = Table(
+        "Sequential vs BatchedInferencePipeline by file length (windowed path, fresh process)",
+        ["file", "sequential s", "batched s", "speed-up", "WER sequential", "WER batched"],
+    )
+    by_length: list[tuple[float, float]] = []
+    sequential_runs: dict[str, ChildRun] = {}
+    batched_runs: dict[str, ChildRun] = {}
+    for name in sizes["batched"]:
+        seq = _run_child(ctx, files[name], "windowed", batched=False, window=window)
+        bat = _run_child(ctx, files[name], "windowed", batched=True, window=window)
+        sequential_runs[name], batched_runs[name] = seq, bat
+        runs += [seq, bat]
+        speed.add(name, seq.seconds, bat.seconds, seq.seconds / bat.seconds, seq.wer, bat.wer)
+        by_length.append((files[name].seconds, seq.seconds / bat.seconds))
+    section.tables.append(speed)
+    threshold = next(
+        (length for length, _ in by_length if all(s > 1.0 for l2, s in by_length if l2 >= length)),
+        None,
+    )
+    section.targets.append(
+        Target(
+            "batched inference where it wins",
+            "faster than sequential from some length on",
+            f"faster from {threshold:.0f} s on" if threshold is not None else "never faster",
+            threshold is not None,
+            "TELEAI_BATCHED_MIN_SECONDS should be about this length",
+        )
+    )
+
+    # Windowed vs whole-file WER on the 10-minute file (both sequential).
+    wer_file = "10min" if not ctx.quick else sizes["batched"][-1]
+    whole = _run_child(ctx, files[wer_file], "whole", batched=False, window=window)
+    runs.append(whole)
+    windowed = sequential_runs[wer_file]
+    gap = 100 * (windowed.wer - whole.wer)
+    section.targets.append(
+        Target(
+            f"WER windowed vs whole-file ({wer_file})",
+            f"within ±{WER_BOUND_POINTS} point",
+            f"{100 * windowed.wer:.2f}% vs {100 * whole.wer:.2f}% ({gap:+.2f} points)",
+            abs(gap) <= WER_BOUND_POINTS,
+        )
+    )
+
+    # Peak memory against length, the path the pipeline takes (batched from the threshold).
+    memory = Table(
+        f"Peak RSS of a fresh transcription process by file length ({window:.0f}-s windows)",
+        ["file", "path", "inference", "windows", "after warm-up MiB", "peak MiB", "added MiB",
+         "wall s", "× real time"],
+    )  # fmt: skip
+    memory_runs: list[ChildRun] = []
+    for name in (*sizes["memory"], *extra):
+        found = batched_runs.get(name)
+        child = found or _run_child(ctx, files[name], "windowed", batched=True, window=window)
+        if found is None:
+            runs.append(child)
+        memory_runs.append(child)
+    for child in (*memory_runs, whole):
+        memory.add(
+            child.file,
+            child.mode,
+            child.inference,
+            child.windows,
+            child.warm_peak_mib,
+            child.peak_mib,
+            child.added_mib,
+            child.seconds,
+            child.rtf,
+        )
+    section.tables.append(memory)
+    shortest, longest = memory_runs[0], memory_runs[-1]
+    growth = longest.peak_mib - shortest.peak_mib
+    section.targets.append(
+        Target(
+            "peak RSS flat in file length",
+            f"peak({longest.file}) - peak({shortest.file}) ≤ {FLAT_BOUND_MIB:.0f} MiB",
+            f"{growth:+.0f} MiB",
+            growth <= FLAT_BOUND_MIB,
+        )
+    )
+    four_hours = next((r for r in memory_runs if r.file == "4h"), None)
+    section.targets.append(
+        Target(
+            "peak worker RSS on a four-hour file",
+            f"≤ {PEAK_TARGET_MIB:.0f} MiB",
+            f"{four_hours.peak_mib:.0f} MiB"
+            if four_hours
+            else f"{longest.peak_mib:.0f} MiB on {longest.file} (4 h not run)",
+            four_hours.peak_mib <= PEAK_TARGET_MIB if four_hours else None,
+            "" if four_hours else "BENCH_LONGFILE_EXTRA=4h adds it (hours on two cores)",
+        )
+    )
+    section.notes.append(
+        f"Whole-file path on {whole.file}: peak {whole.peak_mib:.0f} MiB "
+        f"(+{whole.added_mib:.0f} MiB) against {windowed.peak_mib:.0f} MiB windowed."
+    )
+    section.data = {"runs": [r.__dict__ | {"added_mib": r.added_mib} for r in runs]}
+    return section
+
+
+if __name__ == "__main__":
+    _path, _mode, _inference, _window, _threads = sys.argv[1:6]
+    child_main(Path(_path), _mode, _inference == "batched", float(_window), int(_threads))
