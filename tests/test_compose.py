@@ -242,6 +242,20 @@ def test_every_command_is_a_real_entry_point(services: dict[str, dict[str, Any]]
     assert {"migrate", "beat", "watcher", "flower", "metrics"} <= set(checked)
 
 
+def test_beat_is_optional_because_workers_run_the_periodic_jobs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """``docker compose up`` starts no beat (workers elect one of them to run the jobs); beat
+    stays available behind a profile, and nothing depends on it."""
+    assert services["beat"].get("profiles") == ["beat"]
+    for name, service in services.items():
+        assert "beat" not in (service.get("depends_on") or {}), f"{name} depends on beat"
+        environment = service.get("environment") or {}
+        assert str(environment.get("TELEAI_PERIODIC_JOBS", "true")).lower() == "true", name
+    for name, args in command_lines(services):
+        assert "--beat" not in args and "-B" not in args, f"{name} embeds a beat"
+
+
 def test_a_renamed_command_or_option_is_caught() -> None:
     with pytest.raises(AssertionError, match="not a command"):
         assert_teleai_command_line(["wokrer", "--queues", "ingest"])
@@ -384,7 +398,7 @@ def test_dockerfile_bakes_models_offline() -> None:
         imported = importlib.import_module(module)
         for name in names.split(","):
             assert hasattr(imported, name.strip()), f"{module}.{name.strip()} is gone"
-    commands = re.findall(r"(?:^|&& )teleai ([^&]+)", bake)
+    commands = re.findall(r"(?:^|&& |; )teleai ([^&;]+)", bake)
     assert commands, "no teleai command bakes a model"
     for command in commands:
         assert_teleai_command_line(shlex.split(command))
@@ -404,7 +418,19 @@ def test_image_installs_what_the_flower_service_runs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     ops = project.get("optional-dependencies", {}).get("ops", [])
     assert any(dep.startswith("flower") for dep in ops), "pyproject.toml: extra `ops` lacks flower"
-    assert any('/tmp/src[ops]"' in run for run in dockerfile_runs()), "image lacks the ops extra"
+    assert any(',ops]"' in run and "/tmp/src[" in run for run in dockerfile_runs()), (
+        "image lacks the ops extra"
+    )
+
+
+def test_dockerfile_extras_exist_in_pyproject() -> None:
+    """The EXTRAS build argument names extras pyproject.toml defines (per-role images)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    args = {m.group(1): m.group(2) for m in re.finditer(r"ARG (\w+)=(\S+)", DOCKERFILE.read_text())}
+    assert args["EXTRAS"] in extras
+    assert {"transcribe", "analyze", "all", "ops"} <= set(extras)
 
 
 def test_dockerignore_keeps_the_context_small_but_complete() -> None:
