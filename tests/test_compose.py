@@ -398,7 +398,7 @@ def test_dockerfile_bakes_models_offline() -> None:
         imported = importlib.import_module(module)
         for name in names.split(","):
             assert hasattr(imported, name.strip()), f"{module}.{name.strip()} is gone"
-    commands = re.findall(r"(?:^|&& )teleai ([^&]+)", bake)
+    commands = re.findall(r"(?:^|&&|;)\s*teleai ([^&;]+)", bake)
     assert commands, "no teleai command bakes a model"
     for command in commands:
         assert_teleai_command_line(shlex.split(command))
@@ -418,7 +418,19 @@ def test_image_installs_what_the_flower_service_runs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     ops = project.get("optional-dependencies", {}).get("ops", [])
     assert any(dep.startswith("flower") for dep in ops), "pyproject.toml: extra `ops` lacks flower"
-    assert any('/tmp/src[ops]"' in run for run in dockerfile_runs()), "image lacks the ops extra"
+    assert any(',ops]"' in run and "/tmp/src[" in run for run in dockerfile_runs()), (
+        "image lacks the ops extra"
+    )
+
+
+def test_dockerfile_extras_exist_in_pyproject() -> None:
+    """The EXTRAS build argument names extras pyproject.toml defines (per-role images)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    args = {m.group(1): m.group(2) for m in re.finditer(r"ARG (\w+)=(\S+)", DOCKERFILE.read_text())}
+    assert args["EXTRAS"] in extras
+    assert {"transcribe", "analyze", "all", "ops"} <= set(extras)
 
 
 def test_dockerignore_keeps_the_context_small_but_complete() -> None:
