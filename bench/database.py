@@ -14,6 +14,7 @@ those cases the plans of the statements inside it are collected too, with ``auto
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 import statistics
 import time
@@ -29,7 +30,7 @@ from bench.context import Context
 from bench.dbfill import Scale, fill, vocabulary
 from bench.results import Section, Table, Target
 from bench.services import fresh_database
-from db import files, monitoring, transcripts, users
+from db import auth_sessions, files, monitoring, transcripts, users
 from db.engine import libpq_url
 from db.explain import nested_plans
 
@@ -67,7 +68,8 @@ PLAIN_SEARCH_SQL = """
 @dataclass(frozen=True)
 class QueryCase:
     """One application query; ``as_user`` runs it as the application role acting for that user
-    (``SET LOCAL ROLE teleai_app`` + ``app.current_user_id``), so row-level security applies."""
+    (``SET LOCAL ROLE teleai_app`` + ``app.credential``, a session token of that user), so
+    row-level security applies."""
 
     name: str
     call: Callable[[Session], object]
@@ -117,21 +119,52 @@ def capture(engine: Engine, call: Callable[[Session], object]) -> tuple[str, Any
     return seen[-1]
 
 
-def _act(conn: Connection, case: QueryCase) -> None:
-    """As the app role acting for the case's user, for this transaction only."""
+def _act(conn: Connection, case: QueryCase, credentials: dict[uuid.UUID, str]) -> None:
+    """As the app role with the case's user's credential, for this transaction only.
+
+    Migration 005: the app role names no user; the database derives it from the credential
+    (here a session token made for the run, see :func:`sign_in`).
+    """
     if case.as_user is not None:
         conn.exec_driver_sql(f"SET LOCAL ROLE {APP_ROLE}")
         conn.exec_driver_sql(
-            "SELECT set_config('app.current_user_id', %(user)s, true)",
-            {"user": str(case.as_user)},
+            "SELECT set_config('app.credential', %(token)s, true)",
+            {"token": credentials[case.as_user]},
         )
 
 
-def measure(engine: Engine, case: QueryCase, repeats: int, large: frozenset[str]) -> Measured:
+def sign_in(engine: Engine, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """A live session token per user, made as the owner (the login path is not measured)."""
+    tokens: dict[uuid.UUID, str] = {}
+    with Session(engine) as session, session.begin():
+        for user_id in dict.fromkeys(user_ids):
+            _, tokens[user_id] = auth_sessions.create_session(
+                session, user_id, ip_address=None, user_agent="bench", ttl=dt.timedelta(days=1)
+            )
+    with engine.connect() as conn:  # each token must act as its user, or RLS rows measure nobody
+        for user_id, token in tokens.items():
+            conn.exec_driver_sql(f"SET LOCAL ROLE {APP_ROLE}")
+            conn.exec_driver_sql(
+                "SELECT set_config('app.credential', %(token)s, true)", {"token": token}
+            )
+            acting = conn.exec_driver_sql("SELECT current_app_user_id()").scalar_one()
+            conn.rollback()
+            if acting != user_id:
+                raise RuntimeError(f"a session token of {user_id} acts as {acting}")
+    return tokens
+
+
+def measure(
+    engine: Engine,
+    case: QueryCase,
+    repeats: int,
+    large: frozenset[str],
+    credentials: dict[uuid.UUID, str],
+) -> Measured:
     statement, parameters = capture(engine, case.call)
     rows = 0
     with engine.connect() as conn:
-        _act(conn, case)
+        _act(conn, case, credentials)
         counted: list[float] = []
         spent = 0.0
         for attempt in range(repeats + 1):
@@ -152,7 +185,7 @@ def measure(engine: Engine, case: QueryCase, repeats: int, large: frozenset[str]
             if FUNCTION_CALL.search(statement):
                 # Set up before SET LOCAL ROLE: auto_explain's settings need a superuser.
                 inner = stack.enter_context(nested_plans(conn))
-            _act(conn, case)
+            _act(conn, case, credentials)
             plan_rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
             plan = "\n".join(str(r[0]) for r in plan_rows)
         conn.rollback()
@@ -220,12 +253,21 @@ def _picks(engine: Engine, scale: Scale, sample_text: str) -> dict[str, Any]:
         has_rls = conn.execute(
             text("SELECT count(*) FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}
         ).scalar_one()
+        viewer_text = conn.execute(
+            text(
+                "SELECT t.transcription_text FROM transcriptions t "
+                "JOIN audio_files f ON f.id = t.audio_file_id "
+                "WHERE f.user_id = md5('u3')::uuid AND t.is_latest ORDER BY t.id LIMIT 1"
+            )
+        ).scalar_one()
     # dbfill.USERS_SQL: role by user number; the RLS cases rely on these three.
     wanted = {"user1": "manager", "user2": "analyst", "user3": "viewer"}
     if roles != wanted:
         raise RuntimeError(f"the filled users' roles changed: {roles}, wanted {wanted}")
     two_words, one_word = search_words(sample_text, vocabulary())
+    viewer_words, _ = search_words(str(viewer_text), vocabulary())
     return {
+        "viewer_words": viewer_words,  # in one of the viewer's own transcripts: hits
         "viewer": uuid.UUID(str(viewer)),
         "analyst": uuid.UUID(str(typical)),
         "viewer_file": viewer_file,
@@ -332,6 +374,13 @@ def rls_cases(p: dict[str, Any]) -> list[QueryCase]:
             )
             for role, user, seen in searchers
         ),
+        QueryCase(
+            f"RLS viewer: FTS search '{p['viewer_words']}' (own files, words of an own file)",
+            lambda s: transcripts.search_transcripts(s, p["viewer_words"]),
+            50,
+            viewer,
+            GIN_INDEX,
+        ),
         *(
             QueryCase(
                 f"RLS {role}: FTS search '{words}' as a plain query (before 003, no target)",
@@ -381,7 +430,9 @@ def run(ctx: Context) -> Section:
                 }
             large = frozenset(t for t, n in counts.items() if n >= LARGE_TABLE_ROWS)
             picks = _picks(engine, scale, filled.sample_text)
-            measured = [measure(engine, case, repeats, large) for case in cases(picks)]
+            planned = cases(picks)
+            credentials = sign_in(engine, [c.as_user for c in planned if c.as_user is not None])
+            measured = [measure(engine, case, repeats, large, credentials) for case in planned]
             refresh = time_refresh(engine, max(2, repeats // 5))
         finally:
             engine.dispose()
@@ -438,9 +489,9 @@ def run(ctx: Context) -> Section:
         "A sequential scan is flagged only on the big tables; the analytics refresh aggregates "
         "the whole of audio_files by design, so it reads every row whatever the indexes.",
         "Queries marked RLS run as the application role of migration 002 (SET LOCAL ROLE "
-        "teleai_app + app.current_user_id) for a viewer (own files only), an analyst or a "
-        "manager (all files), so row-level security applies; the others run as the schema "
-        "owner, which "
+        "teleai_app + app.credential, a session token of the user, as migration 005 wants) for "
+        "a viewer (own files only), an analyst or a manager (all files), so row-level security "
+        "applies; the others run as the schema owner, which "
         "bypasses it (as the workers and the operator CLI do today).",
         "Search goes through search_latest_transcriptions (migration 003), a SECURITY DEFINER "
         "function that applies the read policies' rule itself so that the GIN index works under "
