@@ -17,7 +17,7 @@ project's data-access layer), so a bug there cannot hide a broken promise:
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,11 +81,14 @@ def check(
     *,
     retranscriptions: int | Mapping[str, int] = 0,
     check_storage: bool = True,
+    stored_size: Callable[[str], int | None] | None = None,
 ) -> Counts:
     """Assert the promise for ``ids`` (see module docstring) and return what was counted.
 
     ``retranscriptions`` is the number of explicit re-transcriptions requested per file (one
-    number for all, or per id). Raises ``AssertionError`` listing every broken file.
+    number for all, or per id). ``stored_size`` tells the size of a stored copy from its
+    ``file_path`` (None when absent), for copies that are not local files (object storage);
+    by default the path is looked up on disk. Raises ``AssertionError`` listing every broken file.
     """
     wanted = list(dict.fromkeys(str(i) for i in ids))
     files, version_rows = _rows(database_url, wanted)
@@ -117,7 +120,7 @@ def check(
                 fid, versions, expected=1 + extra, has_completion=bool(has_completion)
             )
             if check_storage:
-                problems += _storage_problems(fid, str(path), int(size))
+                problems += _storage_problems(fid, str(path), int(size), stored_size)
         elif status == "failed":
             failed += 1
             if not (isinstance(error, str) and error.strip()):
@@ -172,12 +175,16 @@ def _completed_problems(
     return problems
 
 
-def _storage_problems(fid: str, path: str, size: int) -> list[str]:
-    """The managed copy of a completed file is on disk, whole."""
+def _storage_problems(
+    fid: str, path: str, size: int, stored_size: Callable[[str], int | None] | None = None
+) -> list[str]:
+    """The managed copy of a completed file is in storage, whole."""
     try:
-        on_disk = Path(path).stat().st_size
+        on_disk = Path(path).stat().st_size if stored_size is None else stored_size(path)
     except OSError as err:
         return [f"{fid}: completed but its stored file is unreadable: {err}"]
+    if on_disk is None:
+        return [f"{fid}: completed but its stored copy {path} is gone"]
     if on_disk != size:
         return [f"{fid}: stored file has {on_disk} bytes, the row says {size}"]
     return []
