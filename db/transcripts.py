@@ -36,7 +36,7 @@ HIGHLIGHT_STOP = "**"
 # search_latest_transcriptions (migration 003) is a SECURITY DEFINER function: as a plain query,
 # row-level security keeps `@@` (not LEAKPROOF) away from the GIN index, and a search as the app
 # role read every visible transcript (11 s for a manager at 1M rows). The function applies the
-# SELECT policies' rule itself (acting user and role from app.current_user_id) and so can use
+# SELECT policies' rule itself (current_app_user_id(), current_app_role()) and so can use
 # the index; a caller that bypasses RLS (the operator CLI) sees every file, as it would anyway.
 # The query text is a bound parameter parsed by websearch_to_tsquery, which accepts any input.
 _SEARCH_SQL = sql_text(

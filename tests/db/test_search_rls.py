@@ -17,17 +17,18 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from db import access
+from db.auth_sessions import token_hash
 from db.engine import libpq_url, unit_of_work
 from db.migrate import downgrade, upgrade
 from db.models import User
 from db.transcripts import search_transcripts
 from tests.conftest import DatabaseFactory, PgAdmin
-from tests.db.app_roles import act_as, acting_as, login_role
+from tests.db.app_roles import act_as, acting_as, login_role, mint_token
 from tests.db.factories import make_file, make_transcription, make_user
 from tests.db.test_rls import full_snapshot
 from tests.db.test_search import HOSTILE
@@ -219,6 +220,21 @@ def test_the_user_is_forgotten_with_the_transaction(world: World) -> None:
     with acting_as(world.app, world.users["manager"]) as session:
         assert len(search_transcripts(session, "meeting")) == len(PEOPLE) + 1
     with unit_of_work(world.app) as session:
+        assert search_transcripts(session, "meeting") == []
+
+
+def test_a_revoked_credential_finds_nothing(world: World) -> None:
+    token = mint_token(make_url(world.admin_url).database or "", world.users["manager"])
+    with unit_of_work(world.app) as session:
+        access.act_with(session, token)
+        assert len(search_transcripts(session, "meeting")) == len(PEOPLE) + 1
+    with unit_of_work(world.owner) as session:
+        session.execute(
+            text("UPDATE sessions SET is_revoked = true, revoked_at = now() WHERE token_hash = :h"),
+            {"h": token_hash(token)},
+        )
+    with unit_of_work(world.app) as session:
+        access.act_with(session, token)
         assert search_transcripts(session, "meeting") == []
 
 
