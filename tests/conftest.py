@@ -35,6 +35,9 @@ from db.engine import libpq_url
 from db.migrate import upgrade
 from tests.storage_server import s3_server  # noqa: F401  (the real S3 server fixture)
 
+# The run fails if a process a test started outlives it (and such processes are killed).
+pytest_plugins = ("tests.processes",)
+
 ADMIN_URL = os.environ.get(
     "TELEAI_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
