@@ -32,6 +32,9 @@ COPY pipeline /tmp/src/pipeline
 COPY workers /tmp/src/workers
 COPY interfaces /tmp/src/interfaces
 RUN pip install "/tmp/src[${EXTRAS},ops]" && rm -rf /tmp/src
+# Diarization's voice encoder (weights in the wheel); --no-deps: see scripts/setup.sh.
+RUN case ",${EXTRAS}," in *,all,*|*,transcribe,*) \
+      pip install --no-deps "resemblyzer==0.1.4" ;; esac
 
 # A fixed uid so bind mounts (the drop folder) can be chowned to it on the host.
 RUN groupadd --system --gid 10001 teleai \

@@ -43,29 +43,69 @@ def cue_text(text: str) -> str:
     return "\n".join(lines)
 
 
-def _cues(segments: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str]]:
+def speaker_label(segment: Mapping[str, Any]) -> str | None:
+    """The segment's speaker as one safe line (None when unlabelled): a label comes from a
+    job's options or diarization, so it is escaped like cue text and kept to one line."""
+    raw = segment.get("speaker")
+    if raw is None:
+        return None
+    label = " ".join(cue_text(str(raw)).split())
+    return label or None
+
+
+def _cues(segments: Sequence[Mapping[str, Any]]) -> list[tuple[float, float, str, str | None]]:
     cues = []
     for segment in segments:
         text = cue_text(str(segment.get("text", "")))
         if text:
-            cues.append((float(segment["start"]), float(segment["end"]), text))
+            start, end = float(segment["start"]), float(segment["end"])
+            cues.append((start, end, text, speaker_label(segment)))
     return cues
 
 
 def to_srt(segments: Sequence[Mapping[str, Any]]) -> str:
+    """SubRip; a labelled segment's cue starts with ``[speaker]``."""
     blocks = [
-        f"{i}\n{timestamp(start, separator=',')} --> {timestamp(end, separator=',')}\n{text}\n"
-        for i, (start, end, text) in enumerate(_cues(segments), start=1)
+        f"{i}\n{timestamp(start, separator=',')} --> {timestamp(end, separator=',')}\n"
+        f"{f'[{who}] ' if who else ''}{text}\n"
+        for i, (start, end, text, who) in enumerate(_cues(segments), start=1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(segments: Sequence[Mapping[str, Any]]) -> str:
+    """WebVTT; a labelled segment's cue is a voice span, ``<v speaker>text``."""
     blocks = [
-        f"{timestamp(start, separator='.')} --> {timestamp(end, separator='.')}\n{text}\n"
-        for start, end, text in _cues(segments)
+        f"{timestamp(start, separator='.')} --> {timestamp(end, separator='.')}\n"
+        f"{f'<v {who}>' if who else ''}{text}\n"
+        for start, end, text, who in _cues(segments)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def normalise_segments(
+    segments: Sequence[Mapping[str, Any]], language: str | None
+) -> list[dict[str, Any]]:
+    """Stored segments with ``speaker``, ``channel`` and ``language`` on every segment and
+    word (versions transcribed before call audio lack them: None, and the transcript's
+    language), so every reader sees one shape."""
+    out = []
+    for segment in segments:
+        seg = dict(segment)
+        seg.setdefault("speaker", None)
+        seg.setdefault("channel", None)
+        seg["language"] = seg.get("language") or language
+        seg["words"] = [
+            {
+                **word,
+                "speaker": word.get("speaker") or seg["speaker"],
+                "channel": word.get("channel", seg["channel"]),
+                "language": word.get("language") or seg["language"],
+            }
+            for word in seg.get("words") or ()
+        ]
+        out.append(seg)
+    return out
 
 
 def render(fmt: ExportFormat, report: Mapping[str, Any]) -> str:

@@ -25,12 +25,12 @@ from db import analyses as analyses_db
 from db import transcripts as transcripts_db
 from db.models import AudioFile, Stage, Transcription
 from pipeline import jobs, storage
-from pipeline.audio.decode import Window, decode_windows
 from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
 from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, classify
 from pipeline.memguard import memory_budget
+from pipeline.options import options_of
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -166,8 +166,9 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
 
 def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> uuid.UUID | None:
     """Transcribe and write a new version with the ``is_latest`` flip; returns its id."""
+    from pipeline.preferences import effective_options
     from pipeline.transcription import get_transcriber  # heavy: imported on first use
-    from pipeline.transcription.windows import transcribe_windows
+    from pipeline.transcription.call import transcribe_call
 
     claim = _claim(uow, file_id, Stage.TRANSCRIBE, settings)
     if claim is None:
@@ -175,6 +176,7 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
     with uow() as session:
         settings = _engine_settings(session, file_id, settings)
         stored_seconds = _stored_duration(session, file_id)
+        options = effective_options(session, file_id)  # the job's, plus the owner's defaults
     timings: dict[str, float] = {}
     with _stage(uow, claim, settings, timings):
         t0 = time.perf_counter()
@@ -187,23 +189,26 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
             memory_budget(settings.task_memory_budget_mib, what="transcribing") as budget,
         ):
             timings["fetch"] = time.perf_counter() - t2
-            windows = _TimedWindows(
-                decode_windows(
-                    path,
-                    ensure_audio_format(claim.file_format),
-                    window_seconds=settings.transcribe_window_seconds,
-                    max_seconds=settings.max_duration_seconds,
-                )
-            )
-            transcript = transcribe_windows(
+            # Channels, speakers, languages, vocabulary, guard: docs/call-audio.md.
+            call = transcribe_call(
                 transcriber,
-                windows,
+                path,
+                ensure_audio_format(claim.file_format),
+                options=options,
                 language=settings.language,
+                window_seconds=settings.transcribe_window_seconds,
+                max_seconds=settings.max_duration_seconds,
                 batched=batched,
+                diarization=settings.diarization,
+                per_segment_language=settings.language_per_segment,
                 between=budget.check,
             )
-        timings["decode"] = windows.seconds
-        timings["transcribe"] = time.perf_counter() - t2 - windows.seconds - timings["fetch"]
+            transcript = call.transcript
+        timings["decode"] = call.decode_seconds + call.scan_seconds
+        timings["diarize"] = call.diarize_seconds
+        timings["transcribe"] = (
+            time.perf_counter() - t2 - timings["decode"] - call.diarize_seconds - timings["fetch"]
+        )
     timings["transcribe_stage"] = time.perf_counter() - t0
     # Ingest stored the decoded duration; correct it should this decode disagree (a second
     # line behind the ingest count, never expected to act).
@@ -230,8 +235,10 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
                 "language_probability": transcript.language_probability,
                 "audio_seconds": transcript.duration,
                 "parameters": transcript.parameters,
+                **call.metadata,
             },
         )
+        _record_call_summary(session, file_id, call.metadata)
         timings["transcribe_db_write"] = time.perf_counter() - t3
         # The row is locked and fenced by still_holds, so the hand-over cannot miss.
         advanced = jobs.advance(session, claim, Stage.ANALYZE, timings=timings, values=values)
@@ -239,25 +246,13 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
         return version.id
 
 
-class _TimedWindows:
-    """Iterates ``windows`` and adds up the seconds spent producing them (decoding), so the
-    stage timings keep separate ``decode`` and ``transcribe`` figures although the two now
-    alternate window by window."""
-
-    def __init__(self, windows: Iterator[Window]) -> None:
-        self._windows = windows
-        self.seconds = 0.0
-
-    def __iter__(self) -> Iterator[Window]:
-        while True:
-            started = time.perf_counter()
-            try:
-                window = next(self._windows)
-            except StopIteration:
-                self.seconds += time.perf_counter() - started
-                return
-            self.seconds += time.perf_counter() - started
-            yield window
+def _record_call_summary(session: Session, file_id: uuid.UUID, call: dict[str, Any]) -> None:
+    """The file's ``metadata.languages`` (language → share) and ``speakers`` (labels) from
+    its latest transcription, for ``teleai show`` and the API."""
+    row = session.get(AudioFile, file_id)
+    if row is not None:
+        speakers = call.get("speakers", {}).get("labels", [])
+        row.metadata_ = {**row.metadata_, "languages": call["languages"], "speakers": speakers}
 
 
 def _stored_duration(session: Session, file_id: uuid.UUID) -> float | None:
@@ -271,8 +266,13 @@ def _stored_duration(session: Session, file_id: uuid.UUID) -> float | None:
 def _engine_settings(session: Session, file_id: uuid.UUID, settings: Settings) -> Settings:
     """Settings for this file's transcription: a re-transcription request overrides the model."""
     row = session.get(AudioFile, file_id)
-    override = (row.metadata_ if row is not None else {}).get("transcription_override") or {}
-    update = {k: v for k, v in override.items() if k in {"engine", "whisper_model"} and v}
+    stored = row.metadata_ if row is not None else {}
+    chosen = options_of(stored)  # the job's engine/model, then a re-transcription's override
+    update: dict[str, Any] = {
+        k: v for k, v in (("engine", chosen.engine), ("whisper_model", chosen.model)) if v
+    }
+    override = stored.get("transcription_override") or {}
+    update |= {k: v for k, v in override.items() if k in {"engine", "whisper_model"} and v}
     return settings.model_copy(update=update) if update else settings
 
 
@@ -289,10 +289,16 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
         inp = AnalysisInput(
             text=version.transcription_text,
             segments=tuple(
-                SegmentText(start=float(s["start"]), end=float(s["end"]), text=str(s["text"]))
+                SegmentText(
+                    start=float(s["start"]),
+                    end=float(s["end"]),
+                    text=str(s["text"]),
+                    speaker=s.get("speaker"),
+                )
                 for s in version.segments
             ),
             language=version.language_code,
+            duration=(version.metadata_ or {}).get("audio_seconds"),
         )
     claim = _claim(uow, file_id, Stage.ANALYZE, settings)
     if claim is None:

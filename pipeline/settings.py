@@ -125,6 +125,20 @@ class Settings(BaseSettings):
     whisper_beam_size: int = Field(1, ge=1, description="Beam size (1 = greedy).")
     whisper_vad_filter: bool = Field(True, description="Skip non-speech with Silero VAD.")
     language: str | None = Field(None, description="Fix the language; None = detect.")
+    diarization: bool = Field(
+        True,
+        description=(
+            "Label speakers on single-signal (mono or mixed-down) audio with resemblyzer voice "
+            "embeddings; per job, speakers=1 turns it off (docs/call-audio.md)."
+        ),
+    )
+    language_per_segment: bool = Field(
+        True,
+        description=(
+            "With a multilingual model and no fixed language, detect the language per stretch "
+            "of speech so code-switched calls are transcribed in each language."
+        ),
+    )
     hub_downloads: bool = Field(
         False,
         description=(

@@ -30,6 +30,12 @@ def warm_up(queues: set[str], settings: Settings) -> dict[str, float]:
         # One second of silence: loads the model and runs the VAD path, decodes nothing.
         get_transcriber(settings).transcribe(np.zeros(16000, dtype=np.float32), language="en")
         seconds["transcriber"] = time.perf_counter() - started
+        if settings.diarization:
+            from pipeline.transcription.diarize import warm_up_encoder
+
+            started = time.perf_counter()
+            warm_up_encoder()  # the encoder and librosa's compiled mel code, before a task
+            seconds["diarizer"] = time.perf_counter() - started
     if "analyze" in queues:
         from pipeline.analysis import AnalysisInput, analyze
 

@@ -75,5 +75,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -e ".[all,dev,embedded,ops]"
+  # Diarization's voice encoder: --no-deps because resemblyzer requires plain webrtcvad, which
+  # imports pkg_resources; webrtcvad-wheels (in [transcribe]) provides the same module.
+  .venv/bin/pip install -q --no-deps "resemblyzer==0.1.4"
   touch "$stamp"
 fi

@@ -68,8 +68,30 @@ def test_segments_json_round_trips_through_json() -> None:
     data = json.loads(json.dumps(transcript.segments_json()))
     assert data == segments_to_json([segment])
     assert data[0]["id"] == 3
-    assert set(data[0]) == {"id", "start", "end", "text", "avg_logprob", "no_speech_prob", "words"}
-    assert data[0]["words"][1] == {"start": 0.4, "end": 0.8, "word": " world", "probability": 0.8}
+    assert set(data[0]) == {
+        "id",
+        "start",
+        "end",
+        "text",
+        "avg_logprob",
+        "no_speech_prob",
+        "compression_ratio",
+        "speaker",
+        "channel",
+        "language",
+        "flags",
+        "words",
+    }
+    # Every word carries speaker, channel and language (None here: mono, unlabelled).
+    assert data[0]["words"][1] == {
+        "start": 0.4,
+        "end": 0.8,
+        "word": " world",
+        "probability": 0.8,
+        "speaker": None,
+        "channel": None,
+        "language": None,
+    }
 
 
 def test_records_are_frozen() -> None:

@@ -256,6 +256,7 @@ def file_report(file_id: uuid.UUID) -> dict[str, Any] | None:
     from db.analyses import analyses_for
     from db.models import AudioFile
     from db.transcripts import latest_transcription
+    from pipeline.export import normalise_segments
 
     with uow() as session:
         row = session.get(AudioFile, file_id)
@@ -281,7 +282,12 @@ def file_report(file_id: uuid.UUID) -> dict[str, Any] | None:
                 "model": version.model_name,
                 "word_count": version.word_count,
                 "processing_time_seconds": jsonable(version.processing_time_seconds),
-                "segments": version.segments,
+                # Call audio: speakers, channel plan, languages, guard (docs/call-audio.md).
+                "speakers": (version.metadata_.get("speakers") or {}).get("labels", []),
+                "channels": version.metadata_.get("channels"),
+                "languages": version.metadata_.get("languages", {}),
+                "metadata": version.metadata_,
+                "segments": normalise_segments(version.segments, version.language_code),
             }
             report["analyses"] = [
                 {
@@ -388,6 +394,17 @@ def _analysis_line(kind: str, result: dict[str, Any]) -> str:
         return "  " + ", ".join(k["keyword"] for k in result["keywords"])
     if kind == "entities":
         return "  " + ", ".join(f"{e['text']} ({e['label']})" for e in result["entities"])
+    if kind == "conversation":
+        talk = ", ".join(
+            f"{who} {s['talk_ratio']:.0%} ({s['words_per_minute']:.0f} wpm, "
+            f"{s['sentiment']['label']})"
+            for who, s in result["speakers"].items()
+        )
+        return (
+            f"  {talk}; overlap {result['overlap_seconds']:.1f} s, "
+            f"{result['interruptions']} interruption(s), {result['turns']} turns, "
+            f"silence {result['silence_share']:.0%}"
+        )
     return f"  {json.dumps(result)[:200]}"
 
 

@@ -16,6 +16,7 @@ ANALYSIS_TYPES: tuple[AnalysisType, ...] = (
     AnalysisType.SUMMARY,
     AnalysisType.KEYWORDS,
     AnalysisType.ENTITIES,
+    AnalysisType.CONVERSATION,
 )
 
 
@@ -26,6 +27,7 @@ class SegmentText:
     start: float
     end: float
     text: str
+    speaker: str | None = None  # channel label or diarization cluster (None: unlabelled)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class AnalysisInput:
     text: str
     segments: tuple[SegmentText, ...] = ()
     language: str | None = None
+    duration: float | None = None  # seconds of audio (silence share needs it)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from db.models import AnalysisType
+from pipeline.analysis.conversation import analyze_conversation
 from pipeline.analysis.entities import analyze_entities
 from pipeline.analysis.keywords import analyze_keywords
 from pipeline.analysis.records import ANALYSIS_TYPES, AnalysisInput, AnalysisResult
@@ -25,6 +26,7 @@ ANALYZERS: dict[str, Analyzer] = {
     AnalysisType.SUMMARY: analyze_summary,
     AnalysisType.KEYWORDS: analyze_keywords,
     AnalysisType.ENTITIES: analyze_entities,
+    AnalysisType.CONVERSATION: analyze_conversation,
 }
 
 

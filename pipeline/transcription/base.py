@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -19,13 +20,26 @@ Audio = npt.NDArray[np.float32]
 class Transcriber(Protocol):
     """Turns decoded audio into a :class:`Transcript`; one instance holds one loaded model."""
 
+    multilingual: bool
+
     def transcribe(
-        self, audio: Audio, *, language: str | None, batched: bool = False
+        self,
+        audio: Audio,
+        *,
+        language: str | None,
+        batched: bool = False,
+        vocabulary: Sequence[str] = (),
+        prompt: str | None = None,
     ) -> Transcript:
         """Transcribe ``audio``; ``language=None`` means detect it (multilingual models).
         ``batched`` asks for the engine's batched decoder where it has one (faster on long
         files); engines without one decode sequentially. ``parameters["inference"]`` of the
-        result says which ran."""
+        result says which ran. ``vocabulary`` (terms the speakers use) and ``prompt`` steer
+        the decoder (hotwords / initial prompt) and are recorded in ``parameters``."""
+        ...
+
+    def detect_language(self, audio: Audio) -> tuple[str, float]:
+        """The most likely language of (the first 30 s of) ``audio`` and its probability."""
         ...
 
 

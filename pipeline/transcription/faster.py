@@ -11,6 +11,7 @@ chunks, so with ``vad_filter`` off the sequential path always runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,9 @@ class FasterWhisperTranscriber:
             self.multilingual,
         )
 
-    def _decode(self, samples: Audio, forced: str | None, batched: bool) -> tuple[Any, Any]:
+    def _decode(
+        self, samples: Audio, forced: str | None, batched: bool, hints: dict[str, Any]
+    ) -> tuple[Any, Any]:
         """Segments generator and info from the chosen path (same decoding options)."""
         options: dict[str, Any] = {
             "language": forced,
@@ -112,6 +115,7 @@ class FasterWhisperTranscriber:
             "condition_on_previous_text": CONDITION_ON_PREVIOUS_TEXT,
             "no_speech_threshold": NO_SPEECH_THRESHOLD,
             "log_prob_threshold": LOG_PROB_THRESHOLD,
+            **hints,
         }
         result: tuple[Any, Any]
         if not batched:
@@ -124,13 +128,44 @@ class FasterWhisperTranscriber:
         result = self._batched.transcribe(samples, batch_size=self.batch_size, **options)
         return result
 
+    def detect_language(self, audio: Audio) -> tuple[str, float]:
+        """The most likely language of ``audio`` and its probability (multilingual models;
+        English-only ones answer ``("en", 1.0)``). One encoder pass over the first 30 s."""
+        if not self.multilingual:
+            return "en", 1.0
+        best = self.language_probabilities(audio)
+        language = next(iter(best))
+        return language, best[language]
+
+    def language_probabilities(self, audio: Audio, top: int = 5) -> dict[str, float]:
+        """The ``top`` most likely languages of ``audio`` with their probabilities, most
+        likely first (a code-switch detector weighs an unsure stretch against its
+        neighbours' languages with these)."""
+        if not self.multilingual:
+            return {"en": 1.0}
+        _, _, ranked = self._model.detect_language(check_audio(audio))
+        return {str(code): float(p) for code, p in ranked[:top]}
+
     def transcribe(
-        self, audio: Audio, *, language: str | None, batched: bool = False
+        self,
+        audio: Audio,
+        *,
+        language: str | None,
+        batched: bool = False,
+        vocabulary: Sequence[str] = (),
+        prompt: str | None = None,
     ) -> Transcript:
         samples = check_audio(audio)
         forced = language if self.multilingual else "en"
         use_batched = batched and self.vad_filter  # batched chunks come from VAD
-        raw_segments, info = self._decode(samples, forced, use_batched)
+        # The customer's words: faster-whisper's hotwords (a hint prompt on every 30-s window)
+        # and the initial prompt; both recorded in the parameters (docs/call-audio.md).
+        hints: dict[str, Any] = {}
+        if vocabulary:
+            hints["hotwords"] = ", ".join(vocabulary)
+        if prompt:
+            hints["initial_prompt"] = prompt
+        raw_segments, info = self._decode(samples, forced, use_batched, hints)
         # The generator does the decoding; consume it here so callers get finished records.
         segments = tuple(
             Segment(
@@ -141,6 +176,7 @@ class FasterWhisperTranscriber:
                 avg_logprob=float(raw.avg_logprob),
                 no_speech_prob=float(raw.no_speech_prob),
                 words=words_from(raw.words),
+                compression_ratio=float(raw.compression_ratio),
             )
             for index, raw in enumerate(s for s in raw_segments if s.text.strip())
         )
@@ -159,5 +195,6 @@ class FasterWhisperTranscriber:
                 "language_requested": language,
                 "inference": "batched" if use_batched else "sequential",
                 **({"batch_size": self.batch_size} if use_batched else {}),
+                **hints,
             },
         )

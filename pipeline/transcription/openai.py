@@ -54,6 +54,9 @@ def segment_from(index: int, raw: Mapping[str, Any]) -> Segment:
         text=str(raw["text"]).strip(),
         avg_logprob=float(raw["avg_logprob"]),
         no_speech_prob=float(raw["no_speech_prob"]),
+        compression_ratio=(
+            float(raw["compression_ratio"]) if raw.get("compression_ratio") is not None else None
+        ),
         words=tuple(
             Word(
                 start=float(w["start"]),
@@ -128,10 +131,18 @@ class OpenAIWhisperTranscriber:
         return str(best), float(probabilities[best])
 
     def transcribe(
-        self, audio: Audio, *, language: str | None, batched: bool = False
+        self,
+        audio: Audio,
+        *,
+        language: str | None,
+        batched: bool = False,
+        vocabulary: Sequence[str] = (),
+        prompt: str | None = None,
     ) -> Transcript:
         """``batched`` is accepted for the common interface; openai-whisper has no batched
-        decoder, so the sequential path always runs (``parameters["inference"]`` says so)."""
+        decoder, so the sequential path always runs (``parameters["inference"]`` says so).
+        openai-whisper has no hotwords: ``vocabulary`` joins ``prompt`` in ``initial_prompt``
+        (``parameters["initial_prompt"]`` shows what was sent)."""
         samples = check_audio(audio)
         probability: float | None = None
         if not self.multilingual:
@@ -141,8 +152,11 @@ class OpenAIWhisperTranscriber:
         else:
             chosen, probability = self.detect_language(samples)
         segments: tuple[Segment, ...] = ()
+        initial = " ".join(part for part in (prompt, ", ".join(vocabulary)) if part)
+        hints: dict[str, Any] = {"initial_prompt": initial} if initial else {}
         if not self.vad_filter or has_speech(samples):
             options: dict[str, Any] = {"beam_size": self.beam_size} if self.beam_size > 1 else {}
+            options.update(hints)
             result = self._model.transcribe(
                 samples,
                 language=chosen,
@@ -170,5 +184,6 @@ class OpenAIWhisperTranscriber:
                 **self._parameters,
                 "language_requested": language,
                 "inference": "sequential",
+                **hints,
             },
         )

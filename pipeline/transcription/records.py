@@ -13,25 +13,37 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Word:
-    """One recognised word with its time span (seconds) and the decoder's probability."""
+    """One recognised word with its time span (seconds) and the decoder's probability.
+
+    ``speaker`` is set by diarization, which labels words one by one (None: the segment's
+    speaker applies)."""
 
     start: float
     end: float
     word: str
     probability: float
+    speaker: str | None = None
 
-    def to_dict(self) -> dict[str, float | str]:
+    def to_dict(self) -> dict[str, float | str | None]:
         return {
             "start": self.start,
             "end": self.end,
             "word": self.word,
             "probability": self.probability,
+            "speaker": self.speaker,
         }
 
 
 @dataclass(frozen=True)
 class Segment:
-    """One decoded segment; ``avg_logprob`` and ``no_speech_prob`` come from the decoder."""
+    """One decoded segment; ``avg_logprob``, ``no_speech_prob`` and ``compression_ratio`` come
+    from the decoder (None where an engine does not report it).
+
+    Call audio (see docs/call-audio.md): ``channel`` is the 0-based channel the segment was
+    transcribed from (None for mono or a mixed-down signal), ``speaker`` its label (a channel
+    label, or a diarization cluster such as ``S1``), ``language`` the language it was decoded
+    in, and ``flags`` what the hallucination guard found but kept.
+    """
 
     id: int
     start: float
@@ -40,8 +52,15 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: tuple[Word, ...] = ()
+    compression_ratio: float | None = None
+    speaker: str | None = None
+    channel: int | None = None
+    language: str | None = None
+    flags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
+        """JSON form; every word carries the segment's channel and language and its own
+        speaker (the segment's unless diarization put the word elsewhere)."""
         return {
             "id": self.id,
             "start": self.start,
@@ -49,7 +68,20 @@ class Segment:
             "text": self.text,
             "avg_logprob": self.avg_logprob,
             "no_speech_prob": self.no_speech_prob,
-            "words": [word.to_dict() for word in self.words],
+            "compression_ratio": self.compression_ratio,
+            "speaker": self.speaker,
+            "channel": self.channel,
+            "language": self.language,
+            "flags": list(self.flags),
+            "words": [
+                {
+                    **word.to_dict(),
+                    "speaker": word.speaker or self.speaker,
+                    "channel": self.channel,
+                    "language": self.language,
+                }
+                for word in self.words
+            ],
         }
 
 

@@ -26,7 +26,7 @@ import psycopg
 
 from db.engine import libpq_url
 
-ANALYSIS_TYPES = frozenset({"sentiment", "summary", "keywords", "entities"})
+ANALYSIS_TYPES = frozenset({"sentiment", "summary", "keywords", "entities", "conversation"})
 UNFINISHED = frozenset({"pending", "processing"})
 MAX_MESSAGE_CHARS = 1000  # a reason a person reads, not a dump
 

@@ -100,7 +100,7 @@ def test_analyses_have_the_expected_content(processed: dict[str, dict[str, Any]]
     report = processed["wav"]
     text = report["transcription"]["text"]
     analyses = {a["analysis_type"]: a for a in report["analyses"]}
-    assert set(analyses) == {"sentiment", "summary", "keywords", "entities"}
+    assert set(analyses) == {"sentiment", "summary", "keywords", "entities", "conversation"}
     for analysis in analyses.values():
         assert analysis["model_name"]
         assert isinstance(analysis["parameters"], dict)
@@ -154,6 +154,7 @@ def test_retranscription_with_openai_whisper_adds_version_two(
         "summary",
         "keywords",
         "entities",
+        "conversation",
     }
     with psycopg.connect(libpq_url(pipeline.database_url)) as conn:
         rows = conn.execute(
@@ -162,7 +163,7 @@ def test_retranscription_with_openai_whisper_adds_version_two(
             " FROM transcriptions t WHERE audio_file_id = %s ORDER BY version",
             (file_id,),
         ).fetchall()
-    assert rows == [(1, False, 4), (2, True, 4)]
+    assert rows == [(1, False, 5), (2, True, 5)]
     history = json.loads(pipeline.cli("show", file_id, "--json", "--versions", check=True).stdout)
     assert [(v["version"], v["is_latest"], v["engine"]) for v in history["versions"]] == [
         (1, False, "faster-whisper"),
