@@ -173,7 +173,14 @@ class Cluster:
         a fault injected right after hits a worker that really is processing. ``teleai``
         starts it exactly as the README does (``teleai worker --queues … --concurrency …``);
         ``default_timings`` drops the package's shortened lease, sweep and grace settings.
+        A worker already running under ``name`` is stopped first: ``test_baseline`` restarts
+        ``w1`` this way, and overwriting its handle once left it running after the test run.
         """
+        earlier = self.workers.pop(name, None)
+        if earlier is not None:
+            stop_worker(earlier)
+            with contextlib.suppress(ProcessLookupError):  # a stray child of a killed main
+                os.killpg(earlier.pid, signal.SIGKILL)
         log_file = self.root / "logs" / f"{name}-{next(self._starts)}.log"
         command = [
             *wrapper, str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-Q", queues,
