@@ -201,6 +201,11 @@ class AudioFile(Base):
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
         Index("idx_audio_files_user_id_checksum", "user_id", "checksum"),
+        Index(
+            "idx_audio_files_deleted_at",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
@@ -229,6 +234,8 @@ class AudioFile(Base):
     processing_completed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    # Soft delete (005): hidden by the API, the stored copy purged after the retention period.
+    deleted_at: Mapped[dt.datetime | None]
 
 
 class Transcription(Base):

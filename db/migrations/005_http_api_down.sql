@@ -21,6 +21,9 @@ DROP FUNCTION app_credential();
 
 DROP TABLE app_secret;
 
+DROP INDEX idx_audio_files_deleted_at;
+ALTER TABLE audio_files DROP COLUMN deleted_at;
+
 DROP TRIGGER trg_audio_files_usage ON audio_files;
 DROP FUNCTION usage_count();
 DROP TABLE usage_daily;

@@ -87,6 +87,13 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Soft delete of files (DELETE /api/v1/files/{id}): the row, its transcripts and analyses stay
+-- (audit, usage, a mistaken delete can be undone by an operator); the API no longer shows it,
+-- and the stored copy is removed after TELEAI_RETENTION_DAYS by the retention purge.
+ALTER TABLE audio_files ADD COLUMN deleted_at timestamptz;
+CREATE INDEX idx_audio_files_deleted_at ON audio_files (deleted_at) WHERE deleted_at IS NOT NULL;
+
+-- ---------------------------------------------------------------------------------------------
 -- Usage per user and UTC day, kept by a trigger on audio_files, so every way in (API, CLI, drop
 -- folder) and the workers' status changes count without any of them writing it. Submitted: a
 -- new row, and its seconds once they are known (the probe sets duration_seconds). Processed: a

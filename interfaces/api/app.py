@@ -24,9 +24,14 @@ or an API key (`teleai keys create`, or `POST /api/v1/keys`). Errors are JSON: `
 
 def routers() -> list[APIRouter]:
     """Every router of the app; add new areas here (imports are local: nothing at import time)."""
-    from interfaces.api.routes import admin, auth, files, health, keys, live
+    from interfaces.api.routes.admin import router as admin
+    from interfaces.api.routes.auth import router as auth
+    from interfaces.api.routes.files import router as files
+    from interfaces.api.routes.health import router as health
+    from interfaces.api.routes.keys import router as keys
+    from interfaces.api.routes.live import router as live
 
-    found = [health.router, auth.router, keys.router, files.router, live.router, admin.router]
+    found = [health, auth, keys, files, live, admin]
     found.extend(_optional_routers())
     return found
 

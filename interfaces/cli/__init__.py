@@ -16,6 +16,7 @@ from interfaces.cli import (  # noqa: F401
     bench,
     files,
     inspect,
+    keys,
     metrics,
     ops,
     serve,

@@ -1,7 +1,107 @@
-"""Native API: live (being written)."""
+"""Native API: live status as Server-Sent Events, per file and for the caller's queue.
+
+The streams poll PostgreSQL (``TELEAI_API_SSE_POLL_SECONDS``) as the caller, through the same
+policies as every other read, and send an event only when something changed. Polling rather
+than LISTEN/NOTIFY keeps the workers untouched and costs one indexed read per stream and
+interval. A stream re-checks the credential on every poll: a revoked token or key ends it.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from db.models import AudioFile, FileStatus
+from interfaces.api import views
+from interfaces.api.deps import Caller, Reader, resolve, unit
+from interfaces.api.errors import not_found
+from interfaces.api.settings import get_api_settings
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
+
+TERMINAL = frozenset({FileStatus.COMPLETED.value, FileStatus.FAILED.value})
+QUEUE_BATCH = 200
+
+
+def _file_state(who: Caller, file_id: uuid.UUID) -> dict[str, Any] | None:
+    if resolve(who.credential) is None:
+        return None
+    with unit(who) as session:
+        row = session.get(AudioFile, file_id)
+        if row is None or row.deleted_at is not None:
+            return None
+        return views.file_summary(row) | {
+            "error": row.error_message,
+            "stage_seconds": row.metadata_.get("stage_seconds", {}),
+        }
+
+
+@router.get("/files/{file_id}/events", summary="Live status of one file (text/event-stream)")
+async def file_events(who: Reader, file_id: uuid.UUID, request: Request) -> EventSourceResponse:
+    first = await run_in_threadpool(_file_state, who, file_id)
+    if first is None:
+        raise not_found()
+    poll = get_api_settings().sse_poll_seconds
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        state: dict[str, Any] | None = first
+        sent: tuple[Any, ...] | None = None
+        while state is not None:
+            key = (state["status"], state["stage"], state["updated_at"])
+            if key != sent:
+                sent = key
+                yield {"event": "status", "id": state["updated_at"], "data": json.dumps(state)}
+            if state["status"] in TERMINAL:
+                yield {"event": "end", "data": json.dumps({"status": state["status"]})}
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(poll)
+            state = await run_in_threadpool(_file_state, who, file_id)
+        yield {"event": "end", "data": json.dumps({"status": "gone"})}
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+def _queue_changes(who: Caller, since: dt.datetime) -> list[dict[str, Any]] | None:
+    if resolve(who.credential) is None:
+        return None
+    with unit(who) as session:
+        rows = session.scalars(
+            select(AudioFile)
+            .where(AudioFile.user_id == who.user_id, AudioFile.updated_at > since)
+            .order_by(AudioFile.updated_at, AudioFile.id)
+            .limit(QUEUE_BATCH)
+        )
+        return [views.file_summary(r) | {"deleted": r.deleted_at is not None} for r in rows]
+
+
+@router.get("/events", summary="Live status of the caller's files (text/event-stream)")
+async def queue_events(who: Reader, request: Request) -> EventSourceResponse:
+    poll = get_api_settings().sse_poll_seconds
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        nonlocal since
+        while not await request.is_disconnected():
+            changes = await run_in_threadpool(_queue_changes, who, since)
+            if changes is None:
+                yield {"event": "end", "data": json.dumps({"reason": "credential no longer live"})}
+                return
+            for change in changes:
+                yield {"event": "status", "id": change["updated_at"], "data": json.dumps(change)}
+            if changes:
+                since = dt.datetime.fromisoformat(changes[-1]["updated_at"])
+            if len(changes) < QUEUE_BATCH:
+                await asyncio.sleep(poll)
+
+    return EventSourceResponse(stream(), ping=15)
