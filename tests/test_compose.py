@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import re
 import shlex
 import subprocess
@@ -353,13 +354,8 @@ def test_start_order_and_health(services: dict[str, dict[str, Any]]) -> None:
 def test_file_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     storage_dir = dockerfile_env()["TELEAI_STORAGE_DIR"]
     assert storage_dir == "/data/storage"
-    touching = {"watcher", *worker_services(services)}
-    for name in touching:
-        service = services[name]
-        assert environment(service)["TELEAI_STORAGE_DIR"] == storage_dir, name
-        mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in service["volumes"]}
-        assert mounts.get(storage_dir) == "storage", f"{name} does not share storage"
-    assert "storage" in compose["volumes"]
+    for name in {"watcher", *worker_services(services)}:
+        assert environment(services[name])["TELEAI_STORAGE_DIR"] == storage_dir, name
     watcher = services["watcher"]
     args = argv(watcher)
     _path, _command, rest = resolve_teleai(args[1:])
@@ -367,6 +363,43 @@ def test_file_volumes(compose: dict[str, Any], services: dict[str, dict[str, Any
     mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in watcher["volumes"]}
     assert mounts.get(drop) == "./drop", f"the watched folder {drop} is not the ./drop mount"
     assert "--poll" in rest, "bind mounts from macOS/Windows hosts need --poll"
+
+
+def _defaults(value: str) -> str:
+    """``${NAME:-default}`` as Compose resolves it with NAME unset."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_files_go_to_the_object_store_not_a_shared_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """Workers and the watcher reach the object-store service with its own credentials and
+    mount no storage volume, so any of them may run on another host."""
+    store = services["object-store"]
+    assert str(store["image"]).startswith("chrislusf/seaweedfs:")
+    command = [str(a) for a in store["command"]]
+    assert command[0] == "server" and "-s3" in command
+    port = option_value(command, "-s3.port")
+    config_file = option_value(command, "-s3.config")
+    [mounted] = [c for c in store["configs"] if c["target"] == config_file]
+    identities = json.loads(_defaults(compose["configs"][mounted["source"]]["content"]))
+    keys = {
+        (c["accessKey"], c["secretKey"])
+        for identity in identities["identities"]
+        for c in identity["credentials"]
+    }
+    for name in {"watcher", *worker_services(services)}:
+        service = services[name]
+        env = {k: _defaults(v) for k, v in environment(service).items()}
+        assert env["TELEAI_STORAGE_URL"].startswith("s3://"), name
+        Settings(storage_url=env["TELEAI_STORAGE_URL"])  # a valid setting
+        endpoint = urlsplit(env["TELEAI_S3_ENDPOINT_URL"])
+        assert (endpoint.hostname, str(endpoint.port)) == ("object-store", port), name
+        assert (env["TELEAI_S3_ACCESS_KEY_ID"], env["TELEAI_S3_SECRET_ACCESS_KEY"]) in keys, name
+        mounts = [str(v).split(":")[1] for v in service.get("volumes", [])]
+        assert env["TELEAI_STORAGE_DIR"] not in mounts, f"{name} still shares a storage volume"
+        assert service["depends_on"]["object-store"]["condition"] == "service_healthy", name
+    assert "storage" not in compose["volumes"]
 
 
 # --- Dockerfile -------------------------------------------------------------------------------
