@@ -43,7 +43,10 @@ from db.engine import unit_of_work
 
 APP_ROLE: Final = "teleai_app"
 WORKER_ROLE: Final = "teleai_worker"
-GROUP_ROLES: Final = frozenset({APP_ROLE, WORKER_ROLE})
+# Migration 004: processes that accept files (the drop folder, workers.submit with a login of
+# its own) read accounts and files and insert files; only they set where a stored copy is.
+INTAKE_ROLE: Final = "teleai_intake"
+GROUP_ROLES: Final = frozenset({APP_ROLE, WORKER_ROLE, INTAKE_ROLE})
 USER_SETTING: Final = "app.current_user_id"
 CREDENTIAL_SETTING: Final = "app.credential"
 
@@ -170,7 +173,7 @@ def open_session(
 def create_login_role(
     admin_conn: psycopg.Connection, name: str, password: str, member_of: str = APP_ROLE
 ) -> None:
-    """Create a LOGIN role that inherits ``member_of`` (``teleai_app`` or ``teleai_worker``).
+    """Create a LOGIN role that inherits ``member_of`` (one of :data:`GROUP_ROLES`).
 
     ``admin_conn`` needs CREATEROLE. The password is SCRAM-hashed by libpq on this side, so
     the plain text never reaches the server (nor its statement log).
@@ -192,6 +195,39 @@ def create_login_role(
             group=sql.Identifier(member_of),
         )
     )
+
+
+def ensure_login_role(
+    admin_conn: psycopg.Connection, name: str, password: str, member_of: str
+) -> bool:
+    """Make ``name`` a LOGIN role in ``member_of`` with ``password``; True when it was created.
+
+    For deployments (``teleai db upgrade --login-role``): run at every start, it creates the role
+    the first time and afterwards sets the password again (so rotating a secret is a restart)
+    and the membership. A role of that name that is a superuser or bypasses row-level security
+    is refused rather than used: the services logging in with it would ignore every policy.
+    """
+    if member_of not in GROUP_ROLES:
+        raise ValueError(f"member_of must be one of {sorted(GROUP_ROLES)}, not {member_of!r}")
+    if not password:
+        raise ValueError(f"no password for the login role {name}")
+    found = admin_conn.execute(
+        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
+    ).fetchone()
+    if found is None:
+        create_login_role(admin_conn, name, password, member_of=member_of)
+        return True
+    if found[0]:
+        raise ValueError(f"the role {name} is a superuser or bypasses row-level security")
+    verifier = admin_conn.pgconn.encrypt_password(
+        password.encode(), name.encode(), b"scram-sha-256"
+    ).decode()
+    ident = sql.Identifier(name)
+    admin_conn.execute(
+        sql.SQL("ALTER ROLE {} LOGIN PASSWORD {} INHERIT").format(ident, sql.Literal(verifier))
+    )
+    admin_conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), ident))
+    return False
 
 
 def drop_login_role(admin_conn: psycopg.Connection, name: str) -> None:

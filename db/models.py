@@ -120,6 +120,10 @@ class User(Base):
         ),
         Index("idx_users_username", "username"),
         Index("idx_users_role", "role"),
+        # Migration 004: at most one operator account.
+        Index(
+            "uq_users_is_operator", "is_operator", unique=True, postgresql_where=text("is_operator")
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
@@ -135,6 +139,8 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
     deleted_at: Mapped[dt.datetime | None]
+    # The local operator account (migration 004): set only by the schema owner, never by a user.
+    is_operator: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class Session(Base):

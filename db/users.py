@@ -16,8 +16,7 @@ from functools import lru_cache
 import bcrypt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from db import models
@@ -171,37 +170,26 @@ def login(
 def get_or_create_operator(session: Session, login: str | None) -> User:
     """The account that local commands act as.
 
-    ``None`` means the built-in ``operator`` admin, created on first use with a random password
-    nobody knows (it acts locally; it never logs in). A given username or email must name an
-    active user, else :class:`LookupError`.
+    ``None`` means the built-in operator admin: the one row with ``is_operator`` (migration
+    004), which only the schema owner can set, found or created by the database function
+    ``operator_user_id()``. It is never looked up by name: a user who renames themselves to
+    ``operator`` (a reserved name since 004 anyway) does not become it. It has no usable password
+    (it acts locally; it never logs in). A given username or email must name an active user,
+    else :class:`LookupError`.
     """
     if login is not None:
         user = get_active_user(session, login)
         if user is None:
             raise LookupError(f"no active user '{login}'")
         return user
-    by_name = select(User).where(User.username == OPERATOR_USERNAME)
-    user = session.scalars(by_name).one_or_none()
-    if user is None:
-        # ON CONFLICT: two processes starting at once both see no operator; one insert wins.
-        session.execute(
-            pg_insert(User)
-            .values(
-                email=OPERATOR_EMAIL,
-                username=OPERATOR_USERNAME,
-                password_hash=hash_password(secrets.token_urlsafe(32)),
-                role=Role.ADMIN.value,
-                full_name="Local operator",
-            )
-            .on_conflict_do_nothing()
-        )
-        user = session.scalars(by_name).one_or_none()
-        if user is None:
-            raise LookupError(
-                f"cannot create the '{OPERATOR_USERNAME}' account: {OPERATOR_EMAIL} is taken"
-            )
+    operator_id = session.execute(text("SELECT operator_user_id()")).scalar_one()
+    user = session.get(User, operator_id)
+    if user is None:  # the function always returns a row's id; a broken schema would not
+        raise LookupError("the operator account could not be found or created")
     if not user.is_active or user.deleted_at is not None:
-        raise LookupError(f"no active user '{OPERATOR_USERNAME}' (it was deactivated or deleted)")
+        raise LookupError(
+            f"no active operator account ('{user.username}' was deactivated or deleted)"
+        )
     return user
 
 

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from interfaces.cli.common import app, check_services, db_app, db_url, models_app, out
+from interfaces.cli.common import (
+    app,
+    check_services,
+    db_app,
+    db_url,
+    die,
+    models_app,
+    out,
+    shown,
+)
 from pipeline.settings import get_settings
 from workers.process import ALL_QUEUES
 
@@ -16,13 +25,65 @@ from workers.process import ALL_QUEUES
 @db_app.command("upgrade")
 def db_upgrade(
     target: Annotated[str | None, typer.Option(help="Stop at this version (e.g. 001).")] = None,
+    login_role: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="After migrating, create or update a login role: NAME:GROUP:VARIABLE, where "
+            "GROUP is teleai_app, teleai_worker or teleai_intake and VARIABLE names the "
+            "environment variable holding its password (or VARIABLE_FILE, a file with it, "
+            "e.g. a Docker secret). Repeat for each service login.",
+        ),
+    ] = None,
 ) -> None:
     """Apply pending migrations (transactional, recorded with checksums, advisory-locked)."""
     from db import migrate
 
+    specs = [parse_login_role(spec) for spec in login_role or []]
     check_services()
     applied = migrate.upgrade(db_url(), target)
     out.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    if specs:
+        ensure_login_roles(specs)
+
+
+def parse_login_role(spec: str) -> tuple[str, str, str]:
+    """``NAME:GROUP:VARIABLE`` -> (name, group, password); exit 2 when any part is missing."""
+    import os
+
+    from db.access import GROUP_ROLES
+
+    parts = spec.split(":")
+    if len(parts) != 3 or not all(parts):
+        die(f"--login-role {spec!r}: expected NAME:GROUP:VARIABLE")
+    name, group, variable = parts
+    if group not in GROUP_ROLES:
+        die(f"--login-role {name}: GROUP must be one of {', '.join(sorted(GROUP_ROLES))}")
+    password = os.environ.get(variable, "")
+    secret_file = os.environ.get(f"{variable}_FILE")
+    if not password and secret_file:
+        try:
+            password = Path(secret_file).read_text().strip()
+        except OSError as error:
+            die(f"--login-role {name}: cannot read {variable}_FILE: {error.strerror}")
+    if not password:
+        die(f"--login-role {name}: set {variable} (or {variable}_FILE) to its password")
+    return name, group, password
+
+
+def ensure_login_roles(specs: list[tuple[str, str, str]]) -> None:
+    """Create or update each login role as the owner (the passwords never reach a log)."""
+    import psycopg
+
+    from db.access import ensure_login_role
+    from db.engine import libpq_url
+
+    with psycopg.connect(libpq_url(db_url()), autocommit=True) as conn:
+        for name, group, password in specs:
+            try:
+                created = ensure_login_role(conn, name, password, group)
+            except (ValueError, psycopg.Error) as error:
+                die(f"login role {name}: {error}")
+            out.print(f"login role {shown(name)} in {group}: {'created' if created else 'updated'}")
 
 
 @db_app.command("downgrade")

@@ -65,8 +65,9 @@ def test_app_writes_are_logged_with_the_acting_user_and_the_login_role(
     assert created.new_data is not None
     assert created.new_data["username"] == "chief"
 
-    with acting_as(app_engine, admin.id) as session:
+    with unit_of_work(engine) as session:  # intake writes files (migration 004), the owner here
         audio = make_file(session, admin, "call.wav")
+    with acting_as(app_engine, admin.id) as session:
         session.execute(
             text("UPDATE audio_files SET file_name = 'renamed.wav' WHERE id = :id"),
             {"id": audio.id},
@@ -79,8 +80,11 @@ def test_app_writes_are_logged_with_the_acting_user_and_the_login_role(
         ("UPDATE", audio.id),
         ("DELETE", audio.id),
     ]
-    assert {(row.app_user_id, row.db_role) for row in logged} == {(admin.id, app_role.name)}
     insert, update, delete = logged
+    assert (insert.app_user_id, insert.db_role) == (None, "postgres")
+    assert {(row.app_user_id, row.db_role) for row in (update, delete)} == {
+        (admin.id, app_role.name)
+    }
     assert insert.new_data is not None
     assert insert.new_data["file_name"] == "call.wav"
     assert update.old_data is not None

@@ -207,7 +207,8 @@ def run_operation(conn: Connection, table: str, operation: str, target: Owned) -
 
 
 def expected(table: str, operation: str, role: str, own: bool) -> bool:
-    """The policy matrix of migration 002 (its header comment), as a predicate."""
+    """The policy matrix of migration 002 (its header comment), as a predicate, with 004's
+    one change: no app role inserts audio_files."""
     manages = role in ("admin", "manager")
     staff = manages or role == "analyst"
     if table == "users":
@@ -217,6 +218,8 @@ def expected(table: str, operation: str, role: str, own: bool) -> bool:
     if operation == "SELECT":
         return own or staff
     if table == "audio_files":
+        if operation == "INSERT":
+            return False  # migration 004: files come in through intake, which sets file_path
         return manages or (own and role == "analyst")
     if table == "transcriptions":
         return manages

@@ -176,7 +176,8 @@ def test_operator_account(session: Session) -> None:
         "admin",
         "operator@localhost",
     )
-    assert operator.password_hash.startswith("$argon2id$")
+    assert operator.is_operator
+    assert users.authenticate(session, "operator", operator.password_hash) is None  # no login
     assert users.get_or_create_operator(session, None).id == operator.id
     count = session.scalar(text("SELECT count(*) FROM users WHERE username = 'operator'"))
     assert count == 1
