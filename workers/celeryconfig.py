@@ -74,4 +74,5 @@ beat_schedule = {
         "schedule": float(_settings.analytics_refresh_seconds),
     },
     "expire-sessions": {"task": "teleai.expire_sessions", "schedule": 3600.0},
+    "purge-deleted": {"task": "teleai.purge_deleted", "schedule": 3600.0},
 }

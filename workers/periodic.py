@@ -9,7 +9,8 @@ procrastinate, which runs periodic jobs inside ordinary workers with database de
 
 Jobs (``build_jobs``): the recovery sweep (``workers.recovery``; checked every tick, sweeps every
 ``TELEAI_REAPER_INTERVAL_SECONDS`` and at once after a Redis restart), the analytics refresh
-(``TELEAI_ANALYTICS_REFRESH_SECONDS``) and the expired-session purge (hourly). Each runs in its
+(``TELEAI_ANALYTICS_REFRESH_SECONDS``), the expired-session purge (hourly) and the retention
+purge of soft-deleted files' stored copies (``pipeline.retention``, hourly). Each runs in its
 own thread, so a long analytics refresh never delays recovery, and never overlaps itself.
 
 The lock needs a real session: point ``TELEAI_DATABASE_URL`` at PostgreSQL itself or a
@@ -176,10 +177,16 @@ def build_jobs(app: Celery, settings: Settings) -> list[Job]:
         with unit_of_work(get_engine(engine_url)) as session:
             delete_expired_sessions(session, older_than=dt.timedelta(days=7))
 
+    def retention() -> None:
+        from pipeline.retention import purge_deleted
+
+        purge_deleted(lambda: unit_of_work(get_engine(engine_url)), settings)
+
     return [
         Job("recovery", 0.0, recovery),  # every tick: it keeps its own schedule
         Job("refresh_analytics", float(settings.analytics_refresh_seconds), analytics),
         Job("expire_sessions", 3600.0, sessions),
+        Job("purge_deleted", 3600.0, retention),  # stored copies past TELEAI_RETENTION_DAYS
     ]
 
 

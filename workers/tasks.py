@@ -89,3 +89,12 @@ def expire_sessions() -> int:
 
     with _uow()() as session:
         return delete_expired_sessions(session, older_than=dt.timedelta(days=7))
+
+
+@app.task(name="teleai.purge_deleted")
+def purge_deleted() -> dict[str, int]:
+    """Remove stored copies of files soft-deleted over ``TELEAI_RETENTION_DAYS`` ago."""
+    from pipeline.retention import purge_deleted as purge
+
+    structlog.contextvars.clear_contextvars()
+    return purge(_uow(), get_settings()).as_dict()
