@@ -149,11 +149,10 @@ def pad_to(samples: Samples, length: int) -> Samples:
     return np.concatenate([samples, silence((length - len(samples)) / RATE)])[:length]
 
 
-def join_channels(channels: Sequence[Path], out: Path, layout: str | None = None) -> Path:
-    """One multi-channel WAV from mono WAVs with ffmpeg's ``join`` filter."""
+def join_channels(channels: Sequence[Path], out: Path) -> Path:
+    """One multi-channel WAV from mono WAVs with ffmpeg's ``amerge`` filter: channel *i* of
+    the output is input *i* (``join`` would reorder mono inputs to fit a named layout)."""
     require("ffmpeg")
-    layouts = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 6: "5.1"}
-    chosen = layout or layouts[len(channels)]
     inputs = [arg for path in channels for arg in ("-i", str(path))]
     labels = "".join(f"[{i}:a]" for i in range(len(channels)))
     subprocess.run(
@@ -161,7 +160,7 @@ def join_channels(channels: Sequence[Path], out: Path, layout: str | None = None
             *FFMPEG,
             *inputs,
             "-filter_complex",
-            f"{labels}join=inputs={len(channels)}:channel_layout={chosen}[a]",
+            f"{labels}amerge=inputs={len(channels)}[a]",
             *("-map", "[a]", "-c:a", "pcm_s16le", str(out)),
         ],
         check=True,

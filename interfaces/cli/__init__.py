@@ -29,7 +29,9 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from interfaces.cli.argv import expand_multi_value
+
     try:
-        app()
+        app(args=expand_multi_value(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -187,6 +187,49 @@ def users_set_role(
     out.print(f"{shown(login)} is now {shown(role)}")
 
 
+@users_app.command("defaults")
+def users_defaults(
+    login: Annotated[str, typer.Argument(help="Username or email.")],
+    vocabulary: Annotated[
+        list[str] | None,
+        typer.Option(help="Default terms for every call: --vocabulary TERM [TERM ...]."),
+    ] = None,
+    channel_labels: Annotated[
+        str | None, typer.Option(help="Default speaker label per channel, e.g. agent,customer.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the stored defaults.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show or set a user's call-audio defaults (merged into each of their jobs' options)."""
+    from pipeline.options import InvalidOptions
+    from pipeline.preferences import set_user_defaults, user_defaults
+
+    check_services()
+    user_id = _user_id(login)
+    try:
+        with uow() as session:
+            if vocabulary is None and channel_labels is None and not clear:
+                stored = user_defaults(session, user_id)
+            else:
+                stored = set_user_defaults(
+                    session,
+                    user_id,
+                    vocabulary=vocabulary,
+                    channel_labels=channel_labels,
+                    clear=clear,
+                )
+    except InvalidOptions as error:
+        die(error.message)
+    if as_json:
+        typer.echo(json.dumps(stored))
+        return
+    out.print(
+        f"{shown(login)}: vocabulary {', '.join(stored.get('vocabulary', [])) or '-'}; "
+        f"channel labels {', '.join(stored.get('channel_labels', [])) or '-'}",
+        highlight=False,
+    )
+
+
 @db_app.command("refresh-analytics")
 def db_refresh_analytics() -> None:
     """REFRESH MATERIALIZED VIEW CONCURRENTLY file_processing_analytics."""

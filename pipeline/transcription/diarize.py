@@ -258,10 +258,11 @@ def split_by_speaker(segment: Segment, speaker_at: Any) -> list[Segment]:
     the same speaker is smoothed into them)."""
     if not segment.words:
         return [replace(segment, speaker=speaker_at((segment.start + segment.end) / 2))]
-    who = [str(speaker_at((w.start + w.end) / 2)) for w in segment.words]
-    for i in range(1, len(who) - 1):
-        if who[i - 1] == who[i + 1] != who[i]:
-            who[i] = who[i - 1]
+    heard = [str(speaker_at((w.start + w.end) / 2)) for w in segment.words]
+    who = list(heard)
+    for i in range(1, len(heard) - 1):
+        if heard[i - 1] == heard[i + 1] != heard[i]:
+            who[i] = heard[i - 1]
     runs: list[list[tuple[Word, str]]] = []
     for word, speaker in zip(segment.words, who, strict=True):
         if runs and runs[-1][-1][1] == speaker:
