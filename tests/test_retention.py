@@ -43,11 +43,11 @@ def _local(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-def _s3(server: SeaweedS3, bucket: str, local: Settings, endpoint: str | None = None) -> Settings:
+def _s3(server: SeaweedS3, bucket: str, local: Settings) -> Settings:
     return local.model_copy(
         update={
             "storage_url": f"s3://{bucket}/calls",
-            "s3_endpoint_url": endpoint or server.endpoint_url,
+            "s3_endpoint_url": server.endpoint_url,
             "s3_region": REGION,
             "s3_access_key_id": SecretStr(APP_KEY),
             "s3_secret_access_key": SecretStr(APP_SECRET),
