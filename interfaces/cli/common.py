@@ -32,6 +32,20 @@ models_app = typer.Typer(help="Model files: resolve, assemble and convert.", no_
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 
+
+@app.callback()
+def _configure_logging() -> None:
+    # Log lines (a warning from workers.submit, say) go to stderr, redacted, so stdout stays
+    # the command's output: `teleai ingest --json | jq` must get JSON only.
+    from pipeline.logs import configure_logging
+
+    try:
+        settings = get_settings()
+    except ValueError:  # invalid settings: the command itself reports them
+        configure_logging()
+        return
+    configure_logging(settings.log_level, json=settings.log_json)
+
 # Piped output (scripts, logs, CI) gets wide tables instead of wrapped 80-column ones.
 _PIPE_WIDTH = None if sys.stdout.isatty() else 200
 out = Console(width=_PIPE_WIDTH)
