@@ -1,11 +1,23 @@
 """The drop folder behind ``teleai watch``: what to take, when a file is complete, where it goes
 afterwards, and what survives a restart.
 
-A watcher sees files while they are still being copied, so nothing is submitted until its size,
-mtime and inode stayed the same for a settle period over several checks, and temp or partial
-names (``.part``, ``.tmp``, ``.crdownload``, ``~``, dotfiles, …) are never touched: the copier
-renames them when it is done. Symlinks, FIFOs, devices and sockets are moved to ``failed/`` by
-rename, never opened or followed, so nothing blocks on a pipe or reads through a link.
+A watcher sees files while they are still being copied (a slow network copy, ``scp`` over a thin
+link, a call recorder flushing every few seconds), so nothing is submitted until its size, mtime
+and inode stayed the same for a settle period over several checks: ``settle`` (default
+:data:`SETTLE_SECONDS`, 10 s: longer than the pauses of real writers that keep the file open),
+or the much shorter ``closed_settle`` (default :data:`CLOSED_SETTLE_SECONDS`, 2 s) once inotify
+reported that a writer closed the file after writing (``IN_CLOSE_WRITE``, watchdog's
+``FileClosedEvent``) and nothing changed since. Temp or partial names (``.part``, ``.tmp``,
+``.crdownload``, ``~``, dotfiles, …) are never touched: the copier renames them when it is done.
+
+A file that changes after it was submitted (a writer that paused longer than the settle time,
+one that truncates and rewrites) *supersedes* its submission: the earlier row ends ``failed``
+with :data:`pipeline.jobs.SUPERSEDED` (cancelled before a worker got to it, fenced out while a
+worker is on it, retracted when it had completed) and the file waits to settle again, so only
+the final bytes end ``completed`` and the folder never has two completed rows for one drop.
+
+Symlinks, FIFOs, devices and sockets are moved to ``failed/`` by rename, never opened or
+followed, so nothing blocks on a pipe or reads through a link.
 
 A restart never ingests a file twice: submitted files are remembered in ``.teleai-watch.json``
 (path -> file id) until they are moved, and if the watcher died between the database commit and
@@ -38,6 +50,7 @@ from typing import IO, Any, Protocol
 import structlog
 
 from pipeline.errors import TransientError, classify
+from pipeline.jobs import SUPERSEDED
 from workers.submit import Outcome as SubmitOutcome
 from workers.submit import SubmitResult
 
@@ -55,6 +68,8 @@ TEMP_SUFFIXES = frozenset(
 )
 TERMINAL = frozenset({"completed", "failed"})
 MIN_CHECKS = 3
+SETTLE_SECONDS = 10.0  # unchanged this long: complete (writers pausing less are taken once)
+CLOSED_SETTLE_SECONDS = 2.0  # ... or this long after a close-after-write (inotify only)
 EMPTY_SETTLE_FACTOR = 10  # a copier may create the file and only start writing a while later
 RESCAN_SECONDS = 30.0  # catch anything the notifications missed (inotify overflow, races)
 MAX_BACKOFF_SECONDS = 30.0
@@ -115,20 +130,37 @@ class _Sighting:
     signature: Signature
     since: float
     checks: int = 1
+    closed: bool = False  # a writer closed the file and this signature is what it left
 
 
 class StabilityCheck:
     """Decides when a file is complete: the same size, mtime and inode over ``settle`` seconds
-    and at least ``min_checks`` looks. Any change starts the wait again. Empty files wait
-    ``empty_settle`` (default ten times longer): a copier may create first and write later."""
+    and at least ``min_checks`` looks. Any change starts the wait again.
+
+    A close-after-write (:meth:`closed`) shortens the wait to ``closed_settle`` for the
+    signature seen next, and only for it: a writer that reopens and writes again changes the
+    signature and is back to ``settle``. Empty files always wait ``empty_settle`` (default ten
+    times ``settle``): a copier may create (and close) first and write later.
+    """
 
     def __init__(
-        self, settle: float, *, min_checks: int = MIN_CHECKS, empty_settle: float | None = None
+        self,
+        settle: float,
+        *,
+        closed_settle: float | None = None,
+        min_checks: int = MIN_CHECKS,
+        empty_settle: float | None = None,
     ) -> None:
         self.settle = settle
+        self.closed_settle = settle if closed_settle is None else min(closed_settle, settle)
         self.min_checks = min_checks
         self.empty_settle = settle * EMPTY_SETTLE_FACTOR if empty_settle is None else empty_settle
         self._seen: dict[str, _Sighting] = {}
+        self._closed: set[str] = set()
+
+    def closed(self, key: str) -> None:
+        """A writer closed ``key`` after writing (inotify ``IN_CLOSE_WRITE``)."""
+        self._closed.add(key)
 
     def observe(self, key: str, signature: Signature, now: float) -> bool:
         """Record one look at ``key``; True once it has been stable long enough."""
@@ -137,11 +169,18 @@ class StabilityCheck:
             self._seen[key] = seen = _Sighting(signature, now)
         else:
             seen.checks += 1
-        wait = self.empty_settle if signature.size == 0 else self.settle
+        if key in self._closed:
+            self._closed.discard(key)
+            seen.closed = True
+        if signature.size == 0:
+            wait = self.empty_settle
+        else:
+            wait = self.closed_settle if seen.closed else self.settle
         return seen.checks >= self.min_checks and now - seen.since >= wait
 
     def forget(self, key: str) -> None:
         self._seen.pop(key, None)
+        self._closed.discard(key)
 
 
 # --- moving without overwriting -------------------------------------------------------------
@@ -314,13 +353,22 @@ class RowState:
     status: str
     error_message: str | None
 
+    @property
+    def superseded(self) -> bool:
+        return self.status == "failed" and self.error_message == SUPERSEDED
+
 
 class Backend(Protocol):
-    def submit(self, path: Path) -> SubmitResult:
-        """Record and enqueue one file; service errors propagate (they are retried)."""
+    def submit(self, path: Path, *, force: bool = False) -> SubmitResult:
+        """Record and enqueue one file (``force``: even when the owner already has these
+        bytes); service errors propagate (they are retried)."""
 
     def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
         """The current state of each id, in one query; missing ids are left out."""
+
+    def supersede(self, file_id: str) -> str | None:
+        """End the row ``failed`` with :data:`~pipeline.jobs.SUPERSEDED` (see
+        :func:`pipeline.jobs.supersede`); the status it had, None if already failed or gone."""
 
 
 # --- the folder -----------------------------------------------------------------------------
@@ -338,7 +386,8 @@ class DropFolder:
         root: Path,
         backend: Backend,
         *,
-        settle: float,
+        settle: float = SETTLE_SECONDS,
+        closed_settle: float = CLOSED_SETTLE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = root
@@ -347,9 +396,11 @@ class DropFolder:
         self.state = WatchState(root / STATE_FILE)
         self.processed = 0
         self.failed = 0
-        self._stability = StabilityCheck(settle)
+        self.superseded = 0
+        self._stability = StabilityCheck(settle, closed_settle=closed_settle)
         self._candidates: set[str] = set()
-        self._inbox: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._recheck: set[str] = set()  # submitted files that may have changed since
+        self._inbox: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
 
     # -- set-up --
 
@@ -368,18 +419,20 @@ class DropFolder:
             except FileNotFoundError:
                 log.info("forgotten", path=key, file_id=sub.file_id, reason="no longer there")
                 continue
-            if current != sub.signature:
-                log.info("forgotten", path=key, file_id=sub.file_id, reason="changed since")
-                continue
             self.state.entries[key] = sub
+            if current != sub.signature:  # superseded by the first tick, as if seen live
+                self._recheck.add(key)
+                log.info("changed_while_stopped", path=key, file_id=sub.file_id)
+                continue
             log.info("resumed", path=key, file_id=sub.file_id)
         self.state.save()
 
     # -- finding files --
 
-    def notice(self, path: str | os.PathLike[str]) -> None:
-        """A path that may have changed (from the observer thread or a scan)."""
-        self._inbox.put(os.fspath(path))
+    def notice(self, path: str | os.PathLike[str], *, closed: bool = False) -> None:
+        """A path that may have changed (from the observer thread or a scan); ``closed``: a
+        writer just closed it after writing."""
+        self._inbox.put((os.fspath(path), closed))
 
     def scan(self, directory: Path | None = None) -> None:
         """Notice every entry under ``directory`` (default: the whole folder), never following
@@ -411,15 +464,19 @@ class DropFolder:
     def _drain_inbox(self) -> None:
         while True:
             try:
-                raw = self._inbox.get_nowait()
+                raw, closed = self._inbox.get_nowait()
             except queue.Empty:
                 return
             relative = self._relative(raw)
             if relative is None or is_ignored(relative):
                 continue
             key = str(relative)
-            if key not in self.state.entries:
-                self._candidates.add(key)
+            if closed:  # also for a submitted file: it counts once that one is superseded
+                self._stability.closed(key)
+            if key in self.state.entries:
+                self._recheck.add(key)
+                continue
+            self._candidates.add(key)
 
     @property
     def idle(self) -> bool:
@@ -435,10 +492,36 @@ class DropFolder:
     def tick(self) -> None:
         """Look at every candidate once, submit the settled ones, move the finished ones."""
         self._drain_inbox()
+        self._check_submitted()
         now = self.clock()
         for key in sorted(self._candidates):
             self._consider(key, now)
         self._collect()
+
+    def _check_submitted(self) -> None:
+        """Supersede every submission whose file changed since it was submitted."""
+        for key in sorted(self._recheck):
+            sub = self.state.entries.get(key)
+            if sub is not None:
+                try:
+                    current: Signature | None = Signature.of((self.root / key).lstat())
+                except FileNotFoundError:
+                    current = None  # gone: its row finishes and _finish reports it
+                if current is not None and current != sub.signature:
+                    self._supersede(key, sub)
+            self._recheck.discard(key)
+
+    def _supersede(self, key: str, sub: Submission) -> None:
+        """The file is no longer what was submitted: retire that row, wait for it to settle."""
+        previous = self.backend.supersede(sub.file_id)  # service errors: retried next tick
+        del self.state.entries[key]
+        self.state.save()
+        self._candidates.add(key)
+        self.superseded += 1
+        log.warning(
+            "superseded", path=key, file_id=sub.file_id, was=previous or "failed",
+            reason=SUPERSEDED,
+        )  # fmt: skip
 
     def _consider(self, key: str, now: float) -> None:
         path = self.root / key
@@ -464,6 +547,12 @@ class DropFolder:
         if not self._stability.observe(key, signature, now):
             return
         result = self.backend.submit(path)  # service errors leave the candidate for a retry
+        if result.outcome is SubmitOutcome.DUPLICATE and result.file_id is not None:
+            earlier = self.backend.statuses({str(result.file_id)}).get(str(result.file_id))
+            if earlier is not None and earlier.superseded:
+                # The same bytes again after a superseded submission (rewritten identically,
+                # touched): that row will never complete, so this one needs its own.
+                result = self.backend.submit(path, force=True)
         self._drop(key)
         if result.outcome is SubmitOutcome.REFUSED or result.file_id is None:
             self._fail(key, result.reason or "refused", file_id=None, event="rejected")
@@ -471,6 +560,7 @@ class DropFolder:
         file_id = str(result.file_id)
         self.state.entries[key] = Submission(file_id, signature)
         self.state.save()
+        self._recheck.add(key)  # written to while submit read it: superseded next tick
         event = "submitted" if result.outcome is SubmitOutcome.CREATED else "already_submitted"
         log.info(event, path=key, file_id=file_id, bytes=signature.size, queued=result.queued)
 
@@ -505,8 +595,8 @@ class DropFolder:
             return
         if current != sub.signature:
             # Rewritten after it was submitted: what was processed is not what is here now.
-            log.warning("changed_after_submit", path=key, file_id=sub.file_id)
-            self._candidates.add(key)
+            self.state.entries[key] = sub
+            self._supersede(key, sub)
             return
         if row.status == "failed":
             self._fail(key, row.error_message or "failed", file_id=sub.file_id, event="failed")
@@ -602,7 +692,8 @@ def start_observer(folder: DropFolder, *, poll: bool, interval: float) -> Any:
 
     inotify (or the platform's native API) by default; ``poll`` (or inotify refusing, e.g. out
     of watches) uses the polling observer with ``lstat``, so it never follows a link, and skips
-    the outboxes, which only grow.
+    the outboxes, which only grow. Close-after-write (inotify only) and a rename into place are
+    passed on as ``closed``: the file then needs only ``closed_settle`` to count as complete.
     """
     from watchdog.events import FileSystemEvent, FileSystemEventHandler
     from watchdog.observers import Observer
@@ -614,9 +705,13 @@ def start_observer(folder: DropFolder, *, poll: bool, interval: float) -> Any:
         def on_any_event(self, event: FileSystemEvent) -> None:
             if event.event_type in quiet:
                 return
-            for raw in (event.src_path, getattr(event, "dest_path", "")):
-                if raw:
-                    folder.notice(os.fsdecode(raw))
+            # IN_CLOSE_WRITE: a writer is done with it; a rename into place (``x.mp3.part`` ->
+            # ``x.mp3``) is how copiers say the same.
+            done = event.event_type == "closed"
+            folder.notice(os.fsdecode(event.src_path), closed=done)
+            dest = getattr(event, "dest_path", "")
+            if dest:
+                folder.notice(os.fsdecode(dest), closed=done or event.event_type == "moved")
 
     root = str(folder.root)
 

@@ -355,3 +355,44 @@ def mark_resent(session: Session, rows: list[Queued], *, settled_seconds: float)
     ).all()
     return [by_id[file_id] for (file_id,) in touched]
 
+
+SUPERSEDED = "superseded: the file changed after it was submitted"
+
+
+def supersede(session: Session, file_id: uuid.UUID, reason: str = SUPERSEDED) -> FileStatus | None:
+    """Retire a submission whose source changed after it was submitted (the drop folder's
+    slow writers): the row ends ``failed`` with ``reason``, so only the later, complete file
+    is reported. Returns the status it had, or None when it was already failed or is gone.
+
+    An unfinished row is failed as :func:`fail` would (its ``job_finished`` line follows the
+    commit). A worker in the middle of a stage keeps running, but its claim is fenced
+    (``status`` is no longer ``processing``), so its next write — :func:`still_holds`,
+    :func:`advance`, :func:`complete`, a lease renewal — is refused and it stops; the row lock
+    :func:`still_holds` takes makes this wait for a hand-over already writing. A completed row
+    is marked failed too (its transcription stays, as history), since it describes bytes that
+    are no longer the file.
+    """
+    found = session.execute(
+        select(AudioFile.status).where(AudioFile.id == file_id).with_for_update()
+    ).one_or_none()
+    if found is None or found[0] == FileStatus.FAILED.value:
+        return None
+    previous = FileStatus(found[0])
+    details = func.jsonb_build_object(
+        "stage", AudioFile.stage, "superseded", True, "message", reason,
+        "previous_status", previous.value, "attempt", AudioFile.attempts,
+    )  # fmt: skip
+    values: dict[str, Any] = {
+        "status": FileStatus.FAILED.value,
+        "lease_expires_at": None,
+        "error_message": reason,
+        "error_details": details,
+    }
+    if previous is not FileStatus.COMPLETED:
+        values["processing_completed_at"] = func.greatest(
+            func.now(), func.coalesce(AudioFile.processing_started_at, func.now())
+        )
+    session.execute(update(AudioFile).where(AudioFile.id == file_id).values(**values))
+    if previous is not FileStatus.COMPLETED:  # a completed row logged its line already
+        _finished(session, file_id, True)
+    return previous

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import stat
 import threading
-from collections.abc import Collection
+import time
+import uuid
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
@@ -33,8 +36,11 @@ from interfaces.dropfolder import (
     move_aside,
     run,
     special_file_reason,
+    start_observer,
     write_error_note,
 )
+from pipeline.jobs import SUPERSEDED
+from workers.submit import Outcome as SubmitOutcome
 from workers.submit import SubmitResult
 
 
@@ -246,11 +252,14 @@ def test_one_watcher_per_folder(tmp_path: Path) -> None:
 class NoServices:
     """A backend for paths that must be decided without PostgreSQL or Celery."""
 
-    def submit(self, path: Path) -> SubmitResult:
+    def submit(self, path: Path, *, force: bool = False) -> SubmitResult:
         raise AssertionError(f"{path} must not be submitted")
 
     def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
         raise AssertionError(f"{sorted(file_ids)} must not be looked up")
+
+    def supersede(self, file_id: str) -> str | None:
+        raise AssertionError(f"{file_id} must not be superseded")
 
 
 def test_folder_refuses_special_files_and_leaves_temp_names_alone(tmp_path: Path) -> None:
@@ -280,7 +289,7 @@ def test_folder_refuses_special_files_and_leaves_temp_names_alone(tmp_path: Path
     assert (root / PROCESSED_DIR).is_dir()
 
 
-def test_prepare_keeps_only_submissions_that_are_still_there_unchanged(tmp_path: Path) -> None:
+def test_prepare_resumes_what_is_there_and_supersedes_what_changed(tmp_path: Path) -> None:
     (tmp_path / "same.mp3").write_bytes(b"one")
     (tmp_path / "edited.mp3").write_bytes(b"two")
     state = WatchState(
@@ -292,10 +301,15 @@ def test_prepare_keeps_only_submissions_that_are_still_there_unchanged(tmp_path:
         },
     )
     state.save()
-    folder = DropFolder(tmp_path, NoServices(), settle=1.0)
+    backend = FakeBackend()
+    backend.rows = {"id-same": RowState("pending", None), "id-edited": RowState("pending", None)}
+    folder = DropFolder(tmp_path, backend, settle=1.0)
     folder.prepare()
+    assert set(folder.state.entries) == {"same.mp3", "edited.mp3"}
+    assert set(WatchState.load(tmp_path / STATE_FILE).entries) == {"same.mp3", "edited.mp3"}
+    folder.tick()  # what was submitted as edited.mp3 is not what is there now
+    assert backend.superseded == ["id-edited"]
     assert set(folder.state.entries) == {"same.mp3"}
-    assert set(WatchState.load(tmp_path / STATE_FILE).entries) == {"same.mp3"}
 
 
 def test_prepare_survives_a_corrupt_state_file(tmp_path: Path) -> None:
@@ -331,3 +345,253 @@ def test_a_stop_request_ends_the_loop(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
     assert run(folder, stop=stop, interval=0.01, once=False) is Outcome.STOPPED
+
+
+# --- slow writers: close-after-write, superseding -------------------------------------------
+
+
+def test_close_after_write_shortens_the_wait_for_what_it_left() -> None:
+    check = StabilityCheck(10.0, closed_settle=2.0, min_checks=3)
+    check.observe("a", _sig(), 0.0)
+    check.closed("a")
+    assert not check.observe("a", _sig(), 1.0)
+    assert check.observe("a", _sig(), 2.0)  # two seconds, not ten
+    # A writer that reopens and writes again is back to the full settle time.
+    reopened = StabilityCheck(10.0, closed_settle=2.0, min_checks=3)
+    reopened.observe("b", _sig(), 0.0)
+    reopened.closed("b")
+    reopened.observe("b", _sig(), 0.5)
+    for t in (1.0, 2.0, 5.0, 10.5):
+        assert not reopened.observe("b", _sig(size=20), t)
+    assert reopened.observe("b", _sig(size=20), 11.0)
+
+
+def test_closed_settle_is_never_longer_than_settle() -> None:
+    assert StabilityCheck(1.0, closed_settle=5.0).closed_settle == 1.0
+    assert StabilityCheck(10.0).closed_settle == 10.0
+
+
+class FakeBackend:
+    """Rows in memory, with the duplicate rule and :func:`pipeline.jobs.supersede`'s outcome;
+    the real ones are exercised through ``teleai watch`` in tests/integration."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, RowState] = {}
+        self.checksums: dict[str, str] = {}
+        self.submitted: list[tuple[str, bytes, bool]] = []  # (id, bytes, force)
+        self.superseded: list[str] = []
+
+    def submit(self, path: Path, *, force: bool = False) -> SubmitResult:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        earlier = [i for i, c in self.checksums.items() if c == digest]
+        if earlier and not force:
+            return SubmitResult(SubmitOutcome.DUPLICATE, path.name, uuid.UUID(earlier[0]))
+        file_id = str(uuid.uuid4())
+        self.rows[file_id] = RowState("pending", None)
+        self.checksums[file_id] = digest
+        self.submitted.append((file_id, data, force))
+        return SubmitResult(SubmitOutcome.CREATED, path.name, uuid.UUID(file_id), queued=True)
+
+    def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
+        return {i: self.rows[i] for i in file_ids if i in self.rows}
+
+    def supersede(self, file_id: str) -> str | None:
+        self.superseded.append(file_id)
+        row = self.rows.get(file_id)
+        if row is None or row.status == "failed":
+            return None
+        self.rows[file_id] = RowState("failed", SUPERSEDED)
+        return row.status
+
+    def finish(self, status: str = "completed") -> None:
+        for file_id, row in self.rows.items():
+            if row.status == "pending":
+                self.rows[file_id] = RowState(status, "bad audio" if status == "failed" else None)
+
+    def completed(self) -> list[str]:
+        return [i for i, row in self.rows.items() if row.status == "completed"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ticks(folder: DropFolder, clock: Clock, seconds: float, step: float = 0.5) -> None:
+    """Tick every ``step`` for ``seconds`` of the fake clock."""
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.now += step
+        folder.notice(folder.root / "call.mp3")  # what a rescan or the observer would say
+        folder.tick()
+
+
+def _folder(tmp_path: Path, backend: FakeBackend, clock: Clock) -> DropFolder:
+    folder = DropFolder(tmp_path, backend, settle=3.0, closed_settle=1.0, clock=clock)
+    folder.prepare()
+    return folder
+
+
+def test_a_file_that_grows_after_submission_supersedes_it(tmp_path: Path) -> None:
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)
+    target = tmp_path / "call.mp3"
+    target.write_bytes(b"first half ")
+    _ticks(folder, clock, 4)  # a writer pausing longer than the settle time
+    [(first, _, _)] = backend.submitted
+    with target.open("ab") as out:
+        out.write(b"and the rest")
+    _ticks(folder, clock, 0.5)
+    assert backend.superseded == [first] and backend.rows[first].superseded
+    assert folder.state.entries == {} and folder.superseded == 1
+    _ticks(folder, clock, 4)
+    [_, (second, data, _)] = backend.submitted
+    assert data == b"first half and the rest"
+    backend.finish()
+    _ticks(folder, clock, 0.5)
+    assert backend.completed() == [second]
+    assert (tmp_path / PROCESSED_DIR / "call.mp3").read_bytes() == data
+    assert folder.processed == 1 and folder.failed == 0
+
+
+def test_a_writer_closing_after_each_chunk_is_superseded_and_taken_after_closed_settle(
+    tmp_path: Path,
+) -> None:
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)  # settle 3 s, closed_settle 1 s
+    target = tmp_path / "call.mp3"
+    for n, chunk in enumerate([b"one ", b"two ", b"three"]):
+        with target.open("ab") as out:
+            out.write(chunk)
+        folder.notice(target, closed=True)
+        _ticks(folder, clock, 1.5)  # the pause between chunks
+        assert len(backend.submitted) == n + 1  # taken after 1 s: the writer had closed it
+    assert [data for _, data, _ in backend.submitted] == [b"one ", b"one two ", b"one two three"]
+    assert backend.superseded == [i for i, _, _ in backend.submitted[:2]]
+
+
+def test_a_completed_submission_whose_file_changed_is_retracted_not_moved(tmp_path: Path) -> None:
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)
+    target = tmp_path / "call.mp3"
+    target.write_bytes(b"partial")
+    _ticks(folder, clock, 4)
+    [(first, _, _)] = backend.submitted
+    backend.finish()  # processed as it was ...
+    target.write_bytes(b"truncated and rewritten, complete")  # ... while it was rewritten
+    folder.tick()  # no notification seen: the row's end is where the change is found
+    assert backend.rows[first].superseded and not (tmp_path / PROCESSED_DIR / "call.mp3").exists()
+    _ticks(folder, clock, 4)
+    backend.finish()
+    _ticks(folder, clock, 0.5)
+    [(second, data, _)] = backend.submitted[1:]
+    assert backend.completed() == [second] and data == b"truncated and rewritten, complete"
+    assert (tmp_path / PROCESSED_DIR / "call.mp3").read_bytes() == data
+
+
+def test_the_same_bytes_after_a_superseded_submission_are_submitted_again(tmp_path: Path) -> None:
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)
+    target = tmp_path / "call.mp3"
+    target.write_bytes(b"complete call")
+    _ticks(folder, clock, 4)
+    [(first, _, _)] = backend.submitted
+    os.utime(target, ns=(1, 1))  # touched: the bytes are the same, the file may not be
+    _ticks(folder, clock, 4)
+    assert backend.rows[first].superseded
+    [_, (second, data, force)] = backend.submitted
+    assert force and data == b"complete call" and second != first
+    assert folder.state.entries["call.mp3"].file_id == second
+
+
+def test_a_failed_partial_submission_is_not_reported_when_the_file_changed(
+    tmp_path: Path,
+) -> None:
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)
+    target = tmp_path / "call.mp3"
+    target.write_bytes(b"header only")
+    _ticks(folder, clock, 4)
+    backend.finish("failed")  # the partial file did not decode
+    target.write_bytes(b"header only, then the audio")
+    folder.tick()
+    assert not (tmp_path / FAILED_DIR / "call.mp3").exists() and folder.failed == 0
+    _ticks(folder, clock, 4)
+    assert [data for _, data, _ in backend.submitted][-1] == b"header only, then the audio"
+
+
+def test_a_supersede_the_database_refused_is_retried(tmp_path: Path) -> None:
+    class Flaky(FakeBackend):
+        down = True
+
+        def supersede(self, file_id: str) -> str | None:
+            if self.down:
+                raise OSError("database unreachable")
+            return super().supersede(file_id)
+
+    backend, clock = Flaky(), Clock()
+    folder = _folder(tmp_path, backend, clock)
+    target = tmp_path / "call.mp3"
+    target.write_bytes(b"one")
+    _ticks(folder, clock, 4)
+    target.write_bytes(b"one two")
+    folder.notice(target)
+    with pytest.raises(OSError):
+        folder.tick()
+    assert "call.mp3" in folder.state.entries  # still owed its supersede
+    backend.down = False
+    folder.notice(target)
+    folder.tick()
+    assert backend.superseded and folder.state.entries == {}
+
+
+def _until(folder: DropFolder, condition: Callable[[], bool], timeout: float) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "timed out"
+        folder.tick()
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "poll"])
+def test_a_rename_into_place_is_taken_without_the_full_settle(tmp_path: Path, poll: bool) -> None:
+    backend = FakeBackend()
+    folder = DropFolder(tmp_path, backend, settle=60.0, closed_settle=0.3)
+    folder.prepare()
+    observer = start_observer(folder, poll=poll, interval=0.05)
+    try:
+        part = tmp_path / "call.mp3.part"
+        part.write_bytes(b"uploaded under a temporary name")
+        time.sleep(0.2)
+        part.rename(tmp_path / "call.mp3")
+        took = _until(folder, lambda: bool(backend.submitted), 10)
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+    assert took < 10 and backend.submitted[0][1] == b"uploaded under a temporary name"
+
+
+def test_close_after_write_is_taken_without_the_full_settle(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    folder = DropFolder(tmp_path, backend, settle=60.0, closed_settle=0.3)
+    folder.prepare()
+    observer = start_observer(folder, poll=False, interval=0.05)
+    try:
+        with (tmp_path / "call.mp3").open("wb") as out:
+            out.write(b"first chunk ")
+            out.flush()
+            time.sleep(1.0)  # open, paused: the full settle applies, nothing is taken
+            folder.tick()
+            folder.tick()
+            assert backend.submitted == []
+            out.write(b"last chunk")
+        took = _until(folder, lambda: bool(backend.submitted), 10)  # closed: 0.3 s
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+    assert backend.submitted[0][1] == b"first chunk last chunk" and took < 10

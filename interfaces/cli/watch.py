@@ -27,8 +27,15 @@ class DatabaseBackend:
     def __init__(self, owner_id: uuid.UUID) -> None:
         self.owner_id = owner_id
 
-    def submit(self, path: Path) -> SubmitResult:
-        return submit(path, owner_id=self.owner_id)
+    def submit(self, path: Path, *, force: bool = False) -> SubmitResult:
+        return submit(path, owner_id=self.owner_id, force=force)
+
+    def supersede(self, file_id: str) -> str | None:
+        from pipeline import jobs
+
+        with uow() as session:
+            previous = jobs.supersede(session, uuid.UUID(file_id))
+        return None if previous is None else previous.value
 
     def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
         from sqlalchemy import select
@@ -38,7 +45,7 @@ class DatabaseBackend:
         query = select(AudioFile.id, AudioFile.status, AudioFile.error_message).where(
             AudioFile.id.in_([uuid.UUID(i) for i in file_ids])
         )
-        with uow()() as session:
+        with uow() as session:
             return {
                 str(i): RowState(status, message) for i, status, message in session.execute(query)
             }
@@ -62,8 +69,20 @@ def watch(
     ] = 0.5,
     settle: Annotated[
         float,
-        typer.Option(min=0.0, help="Seconds a file's size and mtime must stay the same."),
-    ] = 1.0,
+        typer.Option(
+            min=0.0,
+            help="Seconds a file's size and mtime must stay the same before it is taken "
+            "(longer than the pauses of the slowest writer that keeps the file open).",
+        ),
+    ] = dropfolder.SETTLE_SECONDS,
+    closed_settle: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Seconds instead, once the writer closed the file or renamed it into place "
+            "(inotify; --poll sees renames only).",
+        ),
+    ] = dropfolder.CLOSED_SETTLE_SECONDS,
     once: Annotated[
         bool,
         typer.Option("--once", help="Process what is there, wait for it to finish, then exit."),
@@ -98,13 +117,16 @@ def watch(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    folder = dropfolder.DropFolder(root, DatabaseBackend(owner_id), settle=settle)
+    folder = dropfolder.DropFolder(
+        root, DatabaseBackend(owner_id), settle=settle, closed_settle=closed_settle
+    )
     observer = None
     log.info(
         "watching",
         directory=str(root),
         mode="once" if once else ("poll" if poll else "notify"),
         settle=settle,
+        closed_settle=closed_settle,
         interval=interval,
     )
     try:
@@ -127,6 +149,7 @@ def watch(
         outcome=str(outcome),
         processed=folder.processed,
         failed=folder.failed,
+        superseded=folder.superseded,
         unfinished=folder.waiting,
     )
     if once and (folder.failed or outcome is dropfolder.Outcome.TIMED_OUT):

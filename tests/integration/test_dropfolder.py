@@ -12,9 +12,11 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -22,6 +24,7 @@ import pytest
 
 from db.engine import libpq_url
 from interfaces.dropfolder import FAILED_DIR, PROCESSED_DIR, STATE_FILE
+from pipeline.jobs import SUPERSEDED
 from tests.integration.conftest import VENV_BIN, Pipeline
 from tests.speech import speech_file
 
@@ -257,3 +260,238 @@ def test_poll_mode_picks_up_a_renamed_upload(
         assert watcher.stop() == 0
     [(_, status, checksum, _)] = rows_named(pipeline, "polled.mp3")
     assert (status, checksum) == ("completed", sha256(source))
+
+
+# --- slow writers -----------------------------------------------------------------------------
+
+
+@dataclass
+class SlowWriter:
+    """Writes ``data`` into the drop folder in ``chunks`` pieces, ``pause`` seconds apart, the
+    way real copiers do it:
+
+    - ``open``: one open handle, flushed after each chunk, closed at the end (scp, a recorder);
+    - ``reopen``: opened for appending and closed for every chunk (a recorder flushing by
+      reopening: every chunk ends with a close-after-write);
+    - ``part``: written as ``NAME.part`` and renamed into place at the end (rsync, curl);
+    - ``truncate``: writes a first part, stalls, then truncates and writes everything again
+      (a copy that restarts from zero).
+    """
+
+    name: str
+    data: bytes
+    pause: float
+    style: str = "open"
+    chunks: int = 4
+    done_at: float = 0.0  # monotonic time when the last byte was in place
+    error: BaseException | None = None
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def pieces(self) -> list[bytes]:
+        size = len(self.data) // self.chunks + 1
+        return [self.data[i : i + size] for i in range(0, len(self.data), size)]
+
+    def write(self, folder: Path) -> None:
+        target = folder / self.name
+        pieces = self.pieces()
+        if self.style == "reopen":
+            for n, piece in enumerate(pieces):
+                with target.open("ab") as out:
+                    out.write(piece)
+                if n < len(pieces) - 1:
+                    time.sleep(self.pause)
+        elif self.style == "truncate":
+            with target.open("wb") as out:
+                out.write(self.data[: len(self.data) * 2 // 5])
+                out.flush()
+                time.sleep(self.pause)  # stalled, then starts over
+                out.seek(0)
+                out.truncate()
+                for piece in pieces:
+                    out.write(piece)
+                    out.flush()
+                    time.sleep(0.3)
+        else:
+            path = folder / f"{self.name}.part" if self.style == "part" else target
+            with path.open("wb") as out:
+                for n, piece in enumerate(pieces):
+                    out.write(piece)
+                    out.flush()
+                    if n < len(pieces) - 1:
+                        time.sleep(self.pause)
+            if self.style == "part":
+                path.rename(target)
+        self.done_at = time.monotonic()
+
+    def start(self, folder: Path) -> None:
+        def run() -> None:
+            try:
+                self.write(folder)
+            except BaseException as error:  # reported by join()
+                self.error = error
+
+        self._thread = threading.Thread(target=run, name=f"writer-{self.name}")
+        self._thread.start()
+
+    def join(self) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), f"writer {self.name} hung"
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class Landing:
+    """What became of one writer's file: its rows and when the final bytes were taken."""
+
+    name: str
+    rows: list[tuple[str, str, str, str | None]]
+    submitted_after: float  # seconds from the last byte to the row of the final bytes
+    completed_after: float  # ... to the file in processed/
+
+    def figures(self, superseded: int) -> str:
+        """One line for the JUnit properties and the run's output (``-s``)."""
+        shown = (
+            f"rows={len(self.rows)} superseded={superseded} "
+            f"submitted_after={self.submitted_after}s completed_after={self.completed_after}s"
+        )
+        print(f"drop-folder writer figures: {self.name} {shown}")
+        return shown
+
+
+def run_writers(
+    pipeline: Pipeline,
+    folder: Path,
+    log: Path,
+    writers: list[SlowWriter],
+    *args: str,
+    timeout: float = 300,
+) -> tuple[dict[str, Landing], str]:
+    """Run the writers at once into a watched folder; wait until each file is in processed/
+    and none of its rows is unfinished. Returns each writer's landing and the watcher's log."""
+    submitted: dict[str, float] = {}
+    completed: dict[str, float] = {}
+    with watching(pipeline, folder, log, *args) as watcher:
+        for writer in writers:
+            writer.start(folder)
+
+        def landed() -> bool:
+            now = time.monotonic()
+            for writer in writers:
+                if not writer.done_at:
+                    continue
+                rows = rows_named(pipeline, writer.name)
+                final = hashlib.sha256(writer.data).hexdigest()
+                if writer.name not in submitted and any(r[2] == final for r in rows):
+                    submitted[writer.name] = now
+                if writer.name not in completed and (folder / PROCESSED_DIR / writer.name).exists():
+                    completed[writer.name] = now
+            unfinished = [
+                r for w in writers for r in rows_named(pipeline, w.name) if r[1] not in TERMINAL
+            ]
+            return len(completed) == len(writers) and not unfinished
+
+        watcher.wait_for(landed, "every writer's file in processed/", timeout=timeout)
+        for writer in writers:
+            writer.join()
+        assert watcher.stop() == 0
+    landings = {
+        w.name: Landing(
+            w.name,
+            rows_named(pipeline, w.name),
+            round(submitted[w.name] - w.done_at, 1),
+            round(completed[w.name] - w.done_at, 1),
+        )
+        for w in writers
+    }
+    return landings, watcher.text()
+
+
+TERMINAL = ("completed", "failed")
+
+
+def assert_ingested_once(writer: SlowWriter, landing: Landing, folder: Path) -> int:
+    """One completed row, of the final bytes; any other row superseded. Returns how many."""
+    final = hashlib.sha256(writer.data).hexdigest()
+    done = [r for r in landing.rows if r[1] == "completed"]
+    assert [r[2] for r in done] == [final], (writer.name, landing.rows)
+    others = [r for r in landing.rows if r not in done]
+    assert all(r[1] == "failed" and r[3] == SUPERSEDED for r in others), (writer.name, others)
+    assert (folder / PROCESSED_DIR / writer.name).read_bytes() == writer.data, writer.name
+    assert not (folder / FAILED_DIR / writer.name).exists(), writer.name
+    return len(others)
+
+
+SENTENCES = {
+    "pause-0.5": "A call recorder flushes half a second of audio at a time.",
+    "pause-2": "This copy arrives over a thin link, two seconds between chunks.",
+    "pause-5": "The slowest writer waits five whole seconds before the next chunk.",
+    "part": "An upload is written under a temporary name and renamed at the end.",
+    "reopen": "This recorder closes the file after every chunk it writes.",
+    "stall-2": "The network stalls for longer than the settle time, twice.",
+    "truncate": "The copy failed halfway and started again from the beginning.",
+}
+
+
+def _writer(speak: Callable[[str, str], Path], stem: str, pause: float, style: str) -> SlowWriter:
+    return SlowWriter(f"{stem}.mp3", speak(stem, SENTENCES[stem]).read_bytes(), pause, style)
+
+
+def test_slow_writers_are_ingested_once_with_the_default_settle_times(
+    pipeline: Pipeline,
+    drop: Path,
+    speak: Callable[[str, str], Path],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Defaults (settle 10 s, 2 s after a close or rename): writers that pause 0.5, 2 and 5 s
+    with the file open, and one writing ``.part`` then renaming, are taken once, when done;
+    one that closes after every chunk (3 s apart) is taken early but superseded each time, so
+    it too ends with exactly one completed row of its complete bytes."""
+    writers = [
+        _writer(speak, "pause-0.5", 0.5, "open"),
+        _writer(speak, "pause-2", 2.0, "open"),
+        _writer(speak, "pause-5", 5.0, "open"),
+        _writer(speak, "part", 1.0, "part"),
+        _writer(speak, "reopen", 3.0, "reopen"),
+    ]
+    landings, log = run_writers(
+        pipeline, drop, tmp_path / "watch.log", writers, "--settle", "10", "--closed-settle", "2"
+    )
+    for writer in writers:
+        landing = landings[writer.name]
+        superseded = assert_ingested_once(writer, landing, drop)
+        record_property(writer.name, landing.figures(superseded))
+        if writer.style != "reopen":  # open handle or renamed into place: never taken early
+            assert superseded == 0, (writer.name, landing.rows)
+            # taken after the close-after-write (or rename), well before the 10 s settle time
+            assert landing.submitted_after < 8, (writer.name, landing)
+    assert f"path={writers[-1].name}" in log and "superseded" in log
+
+
+def test_writers_pausing_longer_than_the_settle_time_supersede_their_partial_submissions(
+    pipeline: Pipeline,
+    drop: Path,
+    speak: Callable[[str, str], Path],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    """A settle time shorter than the writers' pauses (1 s against 2 s; the issue's four
+    chunks 2 s apart), and a copy that truncates and starts again: every partial submission
+    is superseded — cancelled, fenced out mid-stage, or retracted after it completed — and
+    only the final bytes end ``completed``."""
+    writers = [
+        _writer(speak, "stall-2", 2.0, "open"),
+        _writer(speak, "truncate", 2.5, "truncate"),
+    ]
+    landings, log = run_writers(
+        pipeline, drop, tmp_path / "watch.log", writers, "--settle", "1", "--closed-settle", "0.5"
+    )
+    for writer in writers:
+        landing = landings[writer.name]
+        superseded = assert_ingested_once(writer, landing, drop)
+        record_property(writer.name, landing.figures(superseded))
+        assert superseded >= 1, (writer.name, landing.rows)  # the partial one was submitted
+    assert log.count("superseded") >= 2
+    pipeline.assert_workers_alive()
