@@ -131,7 +131,10 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     beat: Annotated[
-        bool, typer.Option(help="Also run the periodic jobs (one per cluster).")
+        bool,
+        typer.Option(
+            help="Also embed celery beat (not needed: the workers run the periodic jobs)."
+        ),
     ] = False,
 ) -> None:
     """Start a Celery worker on QUEUES (same as `celery -A workers.app worker -Q …`)."""
