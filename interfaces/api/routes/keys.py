@@ -62,7 +62,6 @@ def list_keys(who: Reader, include_revoked: bool = False) -> dict[str, Any]:
 def revoke(who: Writer, key_id: uuid.UUID) -> Response:
     with unit(who) as session:
         row = api_keys.get_key(session, key_id)
-        if row is None or row.user_id != who.user_id:
+        if row is None or row.user_id != who.user_id or not api_keys.revoke_key(session, key_id):
             raise not_found("API key")
-        api_keys.revoke_key(session, key_id)
     return Response(status_code=204)
