@@ -48,8 +48,6 @@ def users_create(
     """
     import os
 
-    import click
-
     from db.users import create_user
 
     if password is not None:
@@ -66,7 +64,7 @@ def users_create(
             secret = typer.prompt(
                 f"Password for {username}", hide_input=True, confirmation_prompt=True, err=True
             )
-        except click.exceptions.Abort:
+        except typer.Abort:  # end of input (no terminal, nothing piped)
             die(
                 f"no password given: type it at the prompt, set {NEW_PASSWORD_ENV}, or pass "
                 "--generate-password"
