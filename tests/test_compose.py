@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -28,6 +29,7 @@ from celery import Celery
 from sqlalchemy import make_url
 from typer.testing import CliRunner
 
+from interfaces.api.settings import ApiSettings
 from interfaces.cli import app as teleai_app
 from pipeline.settings import Settings
 from workers import celeryconfig
@@ -36,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_ENTRYPOINT = "teleai"
-SETTINGS_ENV = {f"TELEAI_{name.upper()}" for name in Settings.model_fields}
+SETTINGS_ENV = {f"TELEAI_{name.upper()}" for name in Settings.model_fields} | {
+    f"TELEAI_API_{name.upper()}" for name in ApiSettings.model_fields
+}
 WORKER_PREFIX = "worker-"
 
 
@@ -216,16 +220,50 @@ def compose_cli() -> list[str]:
     )
 
 
-def test_compose_file_is_valid_for_compose() -> None:
-    result = subprocess.run(
+# Every password and key compose needs, and no default for any of them (docs/security.md).
+REQUIRED_SECRETS = {
+    "POSTGRES_PASSWORD",
+    "WORKER_DB_PASSWORD",
+    "INTAKE_DB_PASSWORD",
+    "TELEAI_S3_ACCESS_KEY_ID",
+    "TELEAI_S3_SECRET_ACCESS_KEY",
+}
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z0-9_]+)(?P<op>:?[-?+])?(?P<rest>[^}]*)\}")
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|TOKEN")
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in REQUIRED_SECRETS}
+    return subprocess.run(
         [*compose_cli(), "--file", str(COMPOSE_FILE), "config", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
+        env={**clean, **env},
         check=False,
     )
+
+
+def test_compose_file_is_valid_for_compose() -> None:
+    result = compose_config({name: f"test-{name.lower()}" for name in REQUIRED_SECRETS})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED_SECRETS))
+def test_compose_refuses_to_start_without_each_secret(missing: str) -> None:
+    given = {name: "x" for name in REQUIRED_SECRETS if name != missing}
+    result = compose_config(given)
+    assert result.returncode != 0
+    assert f"required variable {missing} is missing a value" in result.stderr, result.stderr
+
+
+def test_no_password_or_key_has_a_default() -> None:
+    """Every ${...} naming a secret is required (``:?``); none falls back to a value."""
+    found = {m["name"]: m["op"] for m in _VARIABLE.finditer(COMPOSE_FILE.read_text())}
+    secrets = {name: op for name, op in found.items() if _SECRET_NAME.search(name)}
+    assert set(secrets) == REQUIRED_SECRETS, secrets
+    assert all(op == ":?" for op in secrets.values()), secrets
 
 
 def test_every_command_is_a_real_entry_point(services: dict[str, dict[str, Any]]) -> None:
@@ -241,6 +279,22 @@ def test_every_command_is_a_real_entry_point(services: dict[str, dict[str, Any]]
             raise AssertionError(f"{name}: unknown program {args[0]!r}")
         checked.append(name)
     assert {"migrate", "beat", "watcher", "flower", "metrics"} <= set(checked)
+
+
+def test_the_api_service_serves_and_is_ready_when_its_services_are(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    api = services["api"]
+    args = argv(api)
+    assert args[:2] == ["teleai", "serve"]
+    port = option_value(args, "--port")
+    assert option_value(args, "--host") == "0.0.0.0"  # noqa: S104 - inside its container
+    assert int(option_value(args, "--workers")) >= 2
+    assert f"127.0.0.1:{port}:{port}" in api["ports"]
+    probe = " ".join(api["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in probe  # PostgreSQL and Redis answer
+    for needed in ("postgres", "redis", "migrate"):
+        assert needed in api["depends_on"], needed
 
 
 def test_beat_is_optional_because_workers_run_the_periodic_jobs(
@@ -300,17 +354,56 @@ def test_environment_names_are_settings(services: dict[str, dict[str, Any]]) -> 
     assert image_env <= SETTINGS_ENV, f"Dockerfile ENV not settings: {image_env - SETTINGS_ENV}"
 
 
-def test_services_point_at_the_compose_database_and_broker(
+# Who each service logs in as (migration 002/004 roles; docs/security.md). flower needs no
+# database; everyone else is named here, so a new service must choose its role.
+SERVICE_LOGINS = {
+    "migrate": "owner",
+    "cli": "owner",
+    "worker-ingest": "teleai_worker",
+    "worker-transcribe": "teleai_worker",
+    "worker-analyze": "teleai_worker",
+    "metrics": "teleai_worker",
+    "beat": "teleai_worker",
+    "watcher": "teleai_intake",
+}
+
+
+def login_roles(services: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """login name -> (group, password variable), from the migrate service's --login-role."""
+    args = argv(services["migrate"])
+    specs = [args[i + 1] for i, arg in enumerate(args) if arg == "--login-role"]
+    return {name: (group, variable) for name, group, variable in (s.split(":") for s in specs)}
+
+
+def test_each_service_logs_in_as_its_role_with_a_required_password(
     services: dict[str, dict[str, Any]],
 ) -> None:
     postgres = environment(services["postgres"])
+    owner = postgres["POSTGRES_USER"]
+    logins = login_roles(services)
+    assert {group for group, _ in logins.values()} == {"teleai_worker", "teleai_intake"}
+    migrate_env = environment(services["migrate"])
     for name, service in project_services(services).items():
         env = environment(service)
+        if name == "flower":
+            assert "TELEAI_DATABASE_URL" not in env, "flower needs no database login"
+            continue
         database = make_url(env["TELEAI_DATABASE_URL"])
         assert database.drivername == "postgresql+psycopg", name
         assert database.host == "postgres" and database.database == postgres["POSTGRES_DB"]
-        assert database.username == postgres["POSTGRES_USER"]
-        assert database.password == postgres["POSTGRES_PASSWORD"]
+        password = _VARIABLE.fullmatch(str(database.password))
+        assert password is not None and password["op"] == ":?", (name, database.password)
+        expected = SERVICE_LOGINS[name]
+        if expected == "owner":
+            assert database.username == owner, name
+            assert password["name"] == "POSTGRES_PASSWORD", name
+            assert str(database.password) in postgres["POSTGRES_PASSWORD"], name
+        else:
+            group, variable = logins[str(database.username)]
+            assert group == expected, (name, database.username, group)
+            assert password["name"] == variable, name
+            # migrate sets the login's password from the same variable the service uses
+            assert _VARIABLE.fullmatch(migrate_env[variable])["name"] == variable  # type: ignore[index]
         for key in ("TELEAI_BROKER_URL", "TELEAI_RESULT_BACKEND"):
             url = urlsplit(env[key])
             assert (url.scheme, url.hostname) == ("redis", "redis"), (name, key)
@@ -330,7 +423,7 @@ def test_redis_keeps_queued_messages(services: dict[str, dict[str, Any]]) -> Non
 
 def test_start_order_and_health(services: dict[str, dict[str, Any]]) -> None:
     migrate = services["migrate"]
-    assert argv(migrate) == ["teleai", "db", "upgrade"]
+    assert argv(migrate)[:3] == ["teleai", "db", "upgrade"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name, service in project_services(services).items():

@@ -210,3 +210,40 @@ def test_a_row_pointing_outside_storage_fails_with_a_neutral_message(
     for leak in ("No such file", "not found", "Permission", "exist", str(outside), "nowhere"):
         assert leak not in message, (leak, message)
     assert real.exists()  # untouched
+
+
+def test_a_worker_logged_in_as_teleai_worker_runs_ingest_and_its_periodic_jobs(
+    pg_admin: PgAdmin,
+    engine: Engine,
+    database_url: str,
+    env: dict[str, str],
+    speech: Path,
+    tmp_path: Path,
+) -> None:
+    """What compose runs: workers as a login in teleai_worker, not the owner."""
+    submitted = teleai(env, "ingest", str(speech), "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    file_id = uuid.UUID(json.loads(submitted.stdout)[0]["id"])
+    log_file = tmp_path / "worker-role.log"
+    with login_role(pg_admin, "worker", access.WORKER_ROLE) as role:
+        worker_env = {
+            **env,
+            "TELEAI_DATABASE_URL": role.url(database_url),
+            "TELEAI_PRELOAD_MODELS": "false",
+        }
+        worker = start_worker(worker_env, log_file, queues="ingest", concurrency=1)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                with unit_of_work(engine) as session:
+                    row = session.get(AudioFile, file_id)
+                    assert row is not None
+                    if row.stage != "ingest" or row.status == "failed":
+                        break
+                time.sleep(0.3)
+        finally:
+            stop_worker(worker)
+    log = log_file.read_text(errors="replace")
+    assert (row.status, row.stage) != ("failed", "ingest"), row.error_message
+    assert row.stage == "transcribe" and row.duration_seconds is not None, (row.stage, log[-3000:])
+    assert "permission denied" not in log.lower() and "InsufficientPrivilege" not in log, log
