@@ -15,7 +15,6 @@ import itertools
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from db.migrate import upgrade
 from db.models import AudioFile
 from pipeline.intake import record_submission as submit_file
 from pipeline.settings import Settings
+from workers import process
 from workers.celeryconfig import QUEUES
 
 VENV_BIN = Path(sys.executable).parent
@@ -191,63 +191,35 @@ def start_worker(
     name: str,
     timeout: float = 180,
 ) -> Worker:
-    """Start ``celery -A workers.app worker``; return once it is ready and its models loaded."""
+    """Start ``celery -A workers.app worker``; return once it is ready and its models loaded.
+
+    Started and awaited by :mod:`workers.process`, as the tests and the demo start theirs; the
+    worker records when it was started, said "ready." and was warm, which the scaling and
+    memory benchmarks report.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"{name}.log"
     log_file.write_bytes(b"")
-    with log_file.open("ab") as sink:
-        process = subprocess.Popen(
-            [
-                str(VENV_BIN / "celery"),
-                "-A",
-                "workers.app",
-                "worker",
-                "-Q",
-                queues,
-                f"--concurrency={concurrency}",
-                "--loglevel=INFO",
-                f"--hostname={name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    command = process.worker_command(
+        queues=queues, concurrency=concurrency, name=name, extra_args=("--without-heartbeat",)
+    )
+    started = time.monotonic()
+    proc = process.launch(command, log_file, env=env, cwd=REPO)
+    worker = Worker(name, proc, log_file, started)
+    try:
+        readiness = process.wait_ready(
+            proc, log_file, timeout=timeout, warm=process.warm_ups(queues, concurrency), every=0.02
         )
-    worker = Worker(name, process, log_file, time.monotonic())
-    # Celery logs "ready." when the consumer starts, which can be before the pool children
-    # finished loading their models (pipeline.warmup); wait for those too, so that callers
-    # measure warm workers.
-    warming = concurrency if {"transcribe", "analyze"} & set(queues.split(",")) else 0
-    deadline = worker.started + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker {name} died at start:\n{worker.log()[-3000:]}")
-        text = worker.log()
-        if not worker.ready and " ready." in text:
-            worker.ready = time.monotonic()
-        if worker.ready and text.count("models_warmed_up") >= warming:
-            worker.warm = time.monotonic()
-            return worker
-        time.sleep(0.02)
-    stop_worker(worker)
-    raise RuntimeError(f"worker {name} not warm after {timeout} s:\n{worker.log()[-3000:]}")
+    except process.WorkerStartError as error:
+        stop_worker(worker)
+        raise RuntimeError(f"worker {name}: {error}:\n{worker.log()[-3000:]}") from error
+    worker.ready, worker.warm = readiness.ready, readiness.warm
+    return worker
 
 
 def stop_worker(worker: Worker, timeout: float = 30) -> None:
     """Warm shutdown (SIGTERM to its process group), then SIGKILL if it lingers."""
-    process = worker.process
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    process.stop_worker(worker.process, timeout=timeout)
 
 
 @contextlib.contextmanager

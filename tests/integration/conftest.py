@@ -101,11 +101,20 @@ def start_worker(
     queues: str = ALL_QUEUES,
     concurrency: int = 2,
     name: str = "w1",
+    warm: bool = True,
 ) -> subprocess.Popen[bytes]:
-    """A real worker subprocess (``workers.process``); a failed start fails with its log."""
+    """A real worker subprocess (``workers.process``), returned once its pool children loaded
+    their models (``warm``), so the first test's timings and deadlines are not the warm-up's;
+    a failed start fails with its log."""
     try:
         return process.start_worker(
-            log_file, env=env, queues=queues, concurrency=concurrency, name=name, ready_timeout=90
+            log_file,
+            env=env,
+            queues=queues,
+            concurrency=concurrency,
+            name=name,
+            ready_timeout=180 if warm else 90,
+            warm=warm,
         )
     except process.WorkerStartError as error:
         raise AssertionError(f"{error}:\n{log_file.read_text(errors='replace')[-4000:]}") from error

@@ -40,6 +40,7 @@ from db.engine import libpq_url
 from tests.conftest import PgAdmin
 from tests.integration.conftest import VENV_BIN, pipeline_env, stop_worker
 from tests.speech import espeak_wav, require_tool
+from workers import process
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ALL_QUEUES = "ingest,transcribe,analyze"
@@ -182,37 +183,30 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):  # a stray child of a killed main
                 os.killpg(earlier.pid, signal.SIGKILL)
         log_file = self.root / "logs" / f"{name}-{next(self._starts)}.log"
-        command = [
-            *wrapper, str(VENV_BIN / "celery"), "-A", "workers.app", "worker", "-Q", queues,
-            f"--concurrency={concurrency}", "--loglevel=INFO", f"--hostname={name}@%h",
-            "--without-gossip", "--without-mingle",
-        ]  # fmt: skip
+        command = None
         if teleai:
             command = [
-                *wrapper, str(VENV_BIN / "teleai"), "worker", "--queues", queues,
+                str(VENV_BIN / "teleai"), "worker", "--queues", queues,
                 "--concurrency", str(concurrency),
             ]  # fmt: skip
         base = {k: v for k, v in self.env.items() if not (default_timings and k in TIMING_KEYS)}
-        with log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                command,
-                env={**base, **(env or {})},
-                cwd=REPO_ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.workers[name] = proc
         self.worker_logs[name] = log_file
-        warm_ups = concurrency if set(queues.split(",")) & {"transcribe", "analyze"} else 0
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"worker {name} died at start:\n{self.log_tail(name)}")
-            text = log_file.read_text(errors="replace")
-            return "ready." in text and text.count("models_warmed_up") >= warm_ups
-
-        wait_until(ready, ready_timeout, f"worker {name} to be ready", every=0.3)
+        try:
+            proc = process.start_worker(
+                log_file,
+                env={**base, **(env or {})},
+                queues=queues,
+                concurrency=concurrency,
+                name=name,
+                ready_timeout=ready_timeout,
+                warm=True,
+                command=command,
+                wrapper=wrapper,
+                cwd=REPO_ROOT,
+            )
+        except process.WorkerStartError as error:
+            raise AssertionError(f"worker {name}: {error}\n{self.log_tail(name)}") from error
+        self.workers[name] = proc
         return proc
 
     def kill_worker(self, name: str) -> None:
