@@ -225,6 +225,7 @@ REQUIRED_SECRETS = {
     "POSTGRES_PASSWORD",
     "WORKER_DB_PASSWORD",
     "INTAKE_DB_PASSWORD",
+    "APP_DB_PASSWORD",
     "TELEAI_S3_ACCESS_KEY_ID",
     "TELEAI_S3_SECRET_ACCESS_KEY",
 }
@@ -365,6 +366,7 @@ SERVICE_LOGINS = {
     "metrics": "teleai_worker",
     "beat": "teleai_worker",
     "watcher": "teleai_intake",
+    "api": "teleai_intake",  # records uploads; reads and changes as teleai_app (below)
 }
 
 
@@ -381,7 +383,11 @@ def test_each_service_logs_in_as_its_role_with_a_required_password(
     postgres = environment(services["postgres"])
     owner = postgres["POSTGRES_USER"]
     logins = login_roles(services)
-    assert {group for group, _ in logins.values()} == {"teleai_worker", "teleai_intake"}
+    assert {group for group, _ in logins.values()} == {
+        "teleai_worker", "teleai_intake", "teleai_app"
+    }  # fmt: skip
+    api_login = make_url(environment(services["api"])["TELEAI_API_DATABASE_URL"])
+    assert logins[str(api_login.username)][0] == "teleai_app"
     migrate_env = environment(services["migrate"])
     for name, service in project_services(services).items():
         env = environment(service)
