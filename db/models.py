@@ -426,3 +426,96 @@ class AppSecret(Base):
             "replace(((gen_random_uuid())::text || (gen_random_uuid())::text), '-'::text, ''::text)"
         ),
     )
+
+
+class UserWebhook(Base):
+    """A user's default webhook receiver (008), used when a job's options name none."""
+
+    __tablename__ = "user_webhooks"
+    __table_args__ = (
+        CheckConstraint("url ~* '^https?://'", name="url_http"),
+        CheckConstraint(
+            "(auth_header_name IS NULL) = (auth_header_value IS NULL)", name="auth_pair"
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    auth_header_name: Mapped[str | None] = mapped_column(String(100))
+    auth_header_value: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
+class WebhookStatus(enum.StrEnum):
+    PENDING = "pending"  # to be (re)tried at next_attempt_at
+    DELIVERED = "delivered"  # a 2xx answer
+    FAILED = "failed"  # stopped for good; last_error says why
+
+
+class WebhookEvent(enum.StrEnum):
+    COMPLETED = "file.completed"
+    FAILED = "file.failed"
+
+
+class WebhookResult(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # transient: another attempt is scheduled
+    STOPPED = "stopped"  # permanent, or the retry window is over
+
+
+class WebhookOutbox(Base):
+    """One webhook message (008), written in the transaction of the file's final status;
+    ``id`` is its Standard Webhooks ``webhook-id``."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        CheckConstraint(_in("event", WebhookEvent), name="event"),
+        CheckConstraint(_in("status", WebhookStatus), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index(
+            "idx_webhook_outbox_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("idx_webhook_outbox_audio_file_id", "audio_file_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)
+    audio_file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("audio_files.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(String(2000))
+    auth_header_name: Mapped[str | None] = mapped_column(String(100))
+    auth_header_value: Mapped[str | None] = mapped_column(String(2000))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(20), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    lease_expires_at: Mapped[dt.datetime | None]
+    give_up_at: Mapped[dt.datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One delivery attempt of a webhook message (008)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (CheckConstraint(_in("result", WebhookResult), name="result"),)
+
+    outbox_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_outbox.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str | None] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    result: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from db.models import AudioFile, FileStatus, Stage
-from pipeline import joblog
+from pipeline import joblog, webhooks
 from pipeline.errors import PipelineError
 
 log = structlog.get_logger(__name__)
@@ -220,7 +220,8 @@ _FINISHED_KEY = "teleai_jobs_finished"
 
 def _finished(session: Session, file_id: uuid.UUID, finished: bool) -> bool:
     """The one place a ``job_finished`` line comes from, for both outcomes (:func:`complete`
-    and :func:`fail` are the only ways a job ends).
+    and :func:`fail` are the only ways a job ends), and where the webhook outbox row is
+    written (:func:`pipeline.webhooks.enqueue`, same transaction).
 
     The fields are read now, in the transaction that wrote the final state; the line is logged
     only after that transaction committed, so a rolled-back finish (connection lost at commit,
@@ -228,6 +229,8 @@ def _finished(session: Session, file_id: uuid.UUID, finished: bool) -> bool:
     """
     if not finished:
         return False
+    # The webhook message (when a receiver is configured) commits or rolls back with the status.
+    webhooks.enqueue(session, file_id)
     outcome = joblog.read_job_outcome(session, file_id)
     if outcome is None:
         return True

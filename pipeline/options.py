@@ -107,6 +107,26 @@ class JobOptions(BaseModel):
             cleaned.append(term)
         return tuple(dict.fromkeys(cleaned))
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        """A plain http(s) URL; where it points is checked at delivery (pipeline.netguard)."""
+        if value is None:
+            return None
+        from pipeline.netguard import UnsafeUrl, check_url
+
+        try:
+            return check_url(value)
+        except UnsafeUrl as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("webhook_auth_header_name")
+    @classmethod
+    def _webhook_header(cls, value: str | None) -> str | None:
+        from pipeline.netguard import check_header_name
+
+        return None if value is None else check_header_name(value)
+
     @model_validator(mode="after")
     def _speaker_bounds(self) -> JobOptions:
         if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:

@@ -10,7 +10,8 @@ procrastinate, which runs periodic jobs inside ordinary workers with database de
 Jobs (``build_jobs``): the recovery sweep (``workers.recovery``; checked every tick, sweeps every
 ``TELEAI_REAPER_INTERVAL_SECONDS`` and at once after a Redis restart), the analytics refresh
 (``TELEAI_ANALYTICS_REFRESH_SECONDS``), the expired-session purge (hourly) and the retention
-purge of soft-deleted files' stored copies (``pipeline.retention``, hourly). Each runs in its
+purge of soft-deleted files' stored copies (``pipeline.retention``, hourly) and the webhook
+delivery (``workers.webhooks``, every tick, deliveries in its own threads). Each runs in its
 own thread, so a long analytics refresh never delays recovery, and never overlaps itself.
 
 The lock needs a real session: point ``TELEAI_DATABASE_URL`` at PostgreSQL itself or a
@@ -165,6 +166,7 @@ def build_jobs(app: Celery, settings: Settings) -> list[Job]:
     from db.engine import get_engine, unit_of_work
     from db.monitoring import refresh_analytics
     from workers.recovery import Recovery
+    from workers.webhooks import Deliverer
 
     engine_url = settings.sqlalchemy_url()
     recovery = Recovery(app, settings)
@@ -187,6 +189,8 @@ def build_jobs(app: Celery, settings: Settings) -> list[Job]:
         Job("refresh_analytics", float(settings.analytics_refresh_seconds), analytics),
         Job("expire_sessions", 3600.0, sessions),
         Job("purge_deleted", 3600.0, retention),  # stored copies past TELEAI_RETENTION_DAYS
+        # Every tick: claims due webhook messages and hands them to its own threads.
+        Job("webhooks", 0.0, Deliverer(lambda: unit_of_work(get_engine(engine_url)))),
     ]
 
 
