@@ -11,26 +11,23 @@ odd shape completes. :data:`CATALOGUE` is the single source for both the integra
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import random
 import shutil
-import socket
 import struct
 import subprocess
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import psutil
-import redis
 
 from tests.speech import FORMAT_ARGS, FORMATS, convert, espeak_wav, require_tool
 
@@ -642,47 +639,6 @@ def run_ingest(
     assert done.stdout.strip(), f"no output from teleai ingest ({done.returncode}): {done.stderr}"
     rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows, elapsed
-
-
-@contextlib.contextmanager
-def private_redis(log_file: Path) -> Iterator[str]:
-    """A ``redis-server`` of our own on a free port (no persistence), for the length of the
-    block; yields its URL (database 0). The shared Redis databases are used by other modules
-    and tools running at the same time, and a worker on a shared database would eat their
-    messages (and they ours)."""
-    require_tool("redis-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {log_file.read_text()[-2000:]}")
-            with contextlib.suppress(redis.exceptions.ConnectionError):
-                if client.ping():
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not answer in 20 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def markdown_table() -> str:

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.harness import free_port as free_port  # re-exported: the storage tests import it here
+from tests.harness import free_ports
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -41,20 +43,6 @@ _PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer
 _buckets = itertools.count(1)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports (held open together while choosing, so none repeats)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def weed_binary() -> str:
     found = shutil.which("weed", path=str(VENV_BIN)) or shutil.which("weed")
     if found is None:
@@ -64,10 +52,6 @@ def weed_binary() -> str:
             pytrace=False,
         )
     return found
-
-
-def free_port() -> int:
-    return _free_ports(1)[0]
 
 
 @dataclass
@@ -88,7 +72,7 @@ class SeaweedS3:
 
     def start(self, timeout: float = 60) -> None:
         weed = weed_binary()
-        self.ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
+        self.ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
         identities = {

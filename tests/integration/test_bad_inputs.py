@@ -7,7 +7,7 @@ untouched, every failure must read as one short human sentence, and the workers 
 Two classes cannot share the batch: a traversal in the *original name* (only reachable through
 ``submit_file`` in-process) and the duration limit (needs a worker with its own limit).
 
-The workers use a private ``redis-server`` (see :func:`tests.badinput.private_redis`): on a
+The workers use a private ``redis-server`` (see :func:`tests.harness.private_redis`): on a
 shared Redis database another module's worker would take our messages.
 """
 
@@ -45,10 +45,10 @@ from tests.badinput import (
     FifoWatch,
     Generator,
     pool_pids,
-    private_redis,
     run_ingest,
 )
 from tests.conftest import PgAdmin
+from tests.harness import private_redis
 from tests.integration.conftest import (
     Pipeline,
     _teleai,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from db.engine import get_engine, unit_of_work
 from interfaces.metrics import PipelineCollector, queue_keys
 from pipeline.joblog import JobOutcome, job_summary_fields, log_job_summary
+from tests.harness import free_port
 from tests.integration.conftest import VENV_BIN, Pipeline
 from tests.speech import speech_file
 from workers.celeryconfig import QUEUES
@@ -56,13 +56,6 @@ def completed_file(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory)
     assert [row["status"] for row in rows] == ["completed"], (rows, pipeline.worker_logs()[-3000:])
     file_id: str = rows[0]["id"]
     return file_id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def scrape(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> str:

@@ -29,15 +29,17 @@ import wave
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 import pytest
-import redis
 from celery import Celery
 
 from db.engine import libpq_url
 from tests.conftest import PgAdmin
+from tests.harness import RedisServer
+from tests.harness import free_port as free_port  # the fault tests import these from here
+from tests.harness import wait_until as wait_until
 from tests.integration.conftest import VENV_BIN, pipeline_env, stop_worker
 from tests.speech import espeak_wav, require_tool
 from workers import process
@@ -73,69 +75,6 @@ _FIGURES: list[tuple[str, dict[str, Any]]] = []
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, every: float = 0.2
-) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took, fails after ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
-    return time.monotonic() - started
-
-
-@dataclass
-class RedisServer:
-    """A private ``redis-server`` without persistence: a restart empties it, as a crash would."""
-
-    port: int
-    log_file: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        require_tool("redis-server")
-        with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--daemonize", "no"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
-
-            def answers() -> bool:
-                assert self.proc is not None and self.proc.poll() is None, self.log_file.read_text()
-                try:
-                    return bool(client.ping())
-                except redis.exceptions.ConnectionError:
-                    return False
-
-            wait_until(answers, 20, f"redis-server on port {self.port}")
-
-    def kill(self) -> None:
-        """SIGKILL: queued and unacknowledged messages are gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def queued(self) -> dict[str, int]:
-        with redis.Redis.from_url(self.url) as client:
-            return {q: int(cast(int, client.llen(q))) for q in ALL_QUEUES.split(",")}
 
 
 @dataclass
