@@ -583,6 +583,8 @@ class DropFolder:
             del self.state.entries[key]
             changed = True
             self._finish(key, sub, row)
+            if key not in self._candidates:  # moved or gone: a new file of that name starts fresh
+                self._stability.forget(key)
         if changed:
             self.state.save()
 

@@ -474,6 +474,25 @@ def test_a_writer_closing_after_each_chunk_is_superseded_and_taken_after_closed_
     assert backend.superseded == [i for i, _, _ in backend.submitted[:2]]
 
 
+def test_a_late_close_does_not_shorten_the_wait_of_the_next_file_of_that_name(
+    tmp_path: Path,
+) -> None:
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)  # settle 3 s, closed_settle 1 s
+    target = tmp_path / "call.mp3"
+    target.write_bytes(b"first call")
+    _ticks(folder, clock, 4)
+    folder.notice(target, closed=True)  # its writer closed it only after it was submitted
+    backend.finish()
+    _ticks(folder, clock, 0.5)
+    assert (tmp_path / PROCESSED_DIR / "call.mp3").exists()
+    target.write_bytes(b"second call, still being written")
+    _ticks(folder, clock, 2)  # no close for this one: the full settle time applies
+    assert len(backend.submitted) == 1
+    _ticks(folder, clock, 2)
+    assert len(backend.submitted) == 2
+
+
 def test_a_completed_submission_whose_file_changed_is_retracted_not_moved(tmp_path: Path) -> None:
     backend, clock = FakeBackend(), Clock()
     folder = _folder(tmp_path, backend, clock)
