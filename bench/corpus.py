@@ -21,6 +21,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.speech import espeak_wav
+
 GENERATOR_VERSION = 1
 ESPEAK_RATE = 22_050  # what espeak-ng writes
 VOICE = "en-us"
@@ -155,11 +157,8 @@ def _wav_seconds(path: Path) -> float:
 
 
 def _speak(text: str, out: Path, wpm: int) -> float:
-    subprocess.run(
-        ["espeak-ng", "-v", VOICE, "-s", str(wpm), "-w", str(out), text],
-        check=True,
-        capture_output=True,
-    )
+    """Speak through the test harness's espeak-ng call (one place, the same command)."""
+    espeak_wav(text, out, voice=VOICE, words_per_minute=wpm)
     return _wav_seconds(out)
 
 
