@@ -132,6 +132,12 @@ class Claimed:
     auth_header_value: str | None
     payload: dict[str, Any]
     give_up_at: dt.datetime
+    created_at: dt.datetime
+
+    def deadline(self, settings: WebhookSettings) -> dt.datetime:
+        """The end of the retry window: the one written with the message, or the delivering
+        process's ``TELEAI_WEBHOOK_RETRY_HOURS`` from creation, whichever is sooner."""
+        return min(self.give_up_at, self.created_at + dt.timedelta(hours=settings.retry_hours))
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,7 @@ def claim_due(session: Session, *, limit: int, lease_seconds: float) -> list[Cla
             WebhookOutbox.id, WebhookOutbox.audio_file_id, WebhookOutbox.user_id,
             WebhookOutbox.attempts, WebhookOutbox.url, WebhookOutbox.auth_header_name,
             WebhookOutbox.auth_header_value, WebhookOutbox.payload, WebhookOutbox.give_up_at,
+            WebhookOutbox.created_at,
         )
     ).all()  # fmt: skip
     return [Claimed(*row) for row in rows]
@@ -307,7 +314,7 @@ def record(
         if outcome.retry_after is not None:
             delay = max(delay, min(outcome.retry_after, settings.backoff_max_seconds))
         next_at = now + dt.timedelta(seconds=delay)
-        if next_at > message.give_up_at:
+        if next_at > message.deadline(settings):
             result = WebhookResult.STOPPED
             error = f"gave up after {message.attempt} attempts (the retry window ended): {error}"
             values.update(status=WebhookStatus.FAILED.value, finished_at=now, last_error=error)
