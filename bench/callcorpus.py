@@ -23,7 +23,7 @@ FFMPEG = ("ffmpeg", "-nostdin", "-y", "-loglevel", "error")
 Samples = npt.NDArray[np.float32]
 
 # Voices that sound clearly different (espeak-ng variants), and the languages used.
-VOICES = ("en-us+m3", "en-us+f3", "en-gb+m7", "en-us+f5")
+VOICES = ("en-us+m3", "en-us+f3", "en-gb+m7", "en-us+f4")  # far apart as voices
 LANGUAGE_VOICES = {"en": "en-us", "de": "de", "fr": "fr-fr", "es": "es"}
 
 ENGLISH = (
@@ -176,13 +176,14 @@ def noise(seconds: float, level_db: float = -30.0, seed: int = 7) -> Samples:
 
 AGENT_LINE = "Thank you for calling, my name is Sarah, how can I help you today."
 CUSTOMER_LINE = "I have a problem with the invoice I received yesterday."
+CUSTOMER_VOICE = "en-gb+f2"  # tiny.en hears it most steadily of the female variants
 
 
 def overlapping_stereo(directory: Path) -> tuple[Path, list[Turn]]:
     """Agent on the left, customer on the right, talking at the same time for a stretch: the
     stereo WAV and the reference turns (speaker = ``agent`` / ``customer``)."""
     agent = speak(AGENT_LINE, VOICES[0])
-    customer = speak(CUSTOMER_LINE, VOICES[1])
+    customer = speak(CUSTOMER_LINE, CUSTOMER_VOICE)
     left = np.concatenate([silence(0.5), agent, silence(3.0)])
     start_customer = 0.5 + len(agent) / RATE * 0.5  # starts halfway through the agent
     right = np.concatenate([silence(start_customer), customer])
