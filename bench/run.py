@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "memory": ("bench.memory", "worker RSS after load and after many tasks; peak"),
     "longfile": ("bench.longfile", "peak RSS by file length, windowed WER, batched threshold"),
     "db": ("bench.database", "queries and plans on a database filled to scale"),
+    "api": ("bench.api", "HTTP API: status reads at scale, 200 uploads at once, a 500 MB upload"),
 }
 
 

@@ -13,9 +13,16 @@ LANGUAGE sql STABLE PARALLEL SAFE SECURITY INVOKER AS $$
     SELECT NULLIF(current_setting('app.current_user_id', true), '')::uuid
 $$;
 
+CREATE OR REPLACE FUNCTION current_app_role() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT u.role::text FROM public.users u
+    WHERE u.id = public.current_app_user_id() AND u.is_active AND u.deleted_at IS NULL
+$$;
+
 DROP FUNCTION app_open_session(text, text, text, inet, text, interval);
 DROP FUNCTION app_password_salt(text);
 DROP FUNCTION app_touch_credential();
+DROP FUNCTION app_authenticate(text);
 DROP FUNCTION app_whoami();
 DROP FUNCTION app_credential();
 

@@ -164,22 +164,33 @@ REVOKE ALL ON app_secret FROM PUBLIC;
 -- ---------------------------------------------------------------------------------------------
 -- The credential of this transaction, resolved: kind, id, owner, scope, last use. Sessions get
 -- scope 'admin': what they may do is their user's role.
+-- plpgsql, not sql: a SQL function with a SET clause is never inlined and is planned again on
+-- every call, and the policies call these once or more per statement; plpgsql keeps its plans.
 CREATE FUNCTION app_credential()
 RETURNS TABLE (kind text, credential_id uuid, user_id uuid, scope text, last_used_at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp AS $$
-    WITH presented AS (
-        SELECT encode(sha256(convert_to(c, 'UTF8')), 'hex')::char(64) AS hash
-        FROM NULLIF(current_setting('app.credential', true), '') AS c
-    )
+DECLARE
+    presented text := NULLIF(current_setting('app.credential', true), '');
+    hashed char(64);
+BEGIN
+    IF presented IS NULL THEN
+        RETURN;
+    END IF;
+    hashed := encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+    RETURN QUERY
     SELECT 'session'::text, s.id, s.user_id, 'admin'::text, s.last_accessed_at
-    FROM public.sessions s JOIN presented p ON s.token_hash = p.hash
-    WHERE NOT s.is_revoked AND s.expires_at > now()
-    UNION ALL
+    FROM public.sessions s
+    WHERE s.token_hash = hashed AND NOT s.is_revoked AND s.expires_at > now();
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     SELECT 'key'::text, k.id, k.user_id, k.scope::text, k.last_used_at
-    FROM public.api_keys k JOIN presented p ON k.key_hash = p.hash
-    WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
-    LIMIT 1
+    FROM public.api_keys k
+    WHERE k.key_hash = hashed AND k.revoked_at IS NULL
+      AND (k.expires_at IS NULL OR k.expires_at > now());
+END;
 $$;
 
 CREATE OR REPLACE FUNCTION current_app_user_id() RETURNS uuid
@@ -198,14 +209,39 @@ BEGIN
 END;
 $$;
 
+-- 002's definition as plpgsql (same rule), for the plan cache (see app_credential()).
+CREATE OR REPLACE FUNCTION current_app_role() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN (SELECT u.role::text FROM public.users u
+            WHERE u.id = public.current_app_user_id() AND u.is_active AND u.deleted_at IS NULL);
+END;
+$$;
+
 -- Who the credential is, in one call per request (the API's authentication).
 CREATE FUNCTION app_whoami()
 RETURNS TABLE (kind text, credential_id uuid, user_id uuid, username varchar, role varchar,
                scope text, last_used_at timestamptz, now timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    RETURN QUERY
     SELECT c.kind, c.credential_id, u.id, u.username, u.role, c.scope, c.last_used_at, now()
     FROM public.app_credential() c JOIN public.users u ON u.id = c.user_id
-    WHERE u.is_active AND u.deleted_at IS NULL
+    WHERE u.is_active AND u.deleted_at IS NULL;
+END;
+$$;
+
+-- set_config + app_whoami() in one round trip: the first statement of every API request.
+-- (A SET clause only scopes the variables it names, so app.credential stays set for the rest
+-- of the transaction.)
+CREATE FUNCTION app_authenticate(credential text)
+RETURNS TABLE (kind text, credential_id uuid, user_id uuid, username varchar, role varchar,
+               scope text, last_used_at timestamptz, now timestamptz)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    PERFORM set_config('app.credential', coalesce(credential, ''), true);
+    RETURN QUERY SELECT * FROM public.app_whoami();
+END;
 $$;
 
 -- Record use of the credential: at most once a minute, so a busy client does not write a row
@@ -288,10 +324,11 @@ BEGIN
 END;
 $$;
 
-REVOKE ALL ON FUNCTION app_credential(), app_whoami(), app_touch_credential(),
+REVOKE ALL ON FUNCTION app_credential(), app_whoami(), app_authenticate(text), app_touch_credential(),
     app_password_salt(text), app_open_session(text, text, text, inet, text, interval),
     usage_count(), api_keys_revocation_is_final() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION app_credential(), app_whoami(), app_touch_credential(),
+GRANT EXECUTE ON FUNCTION app_credential(), app_whoami(), app_authenticate(text),
+    app_touch_credential(),
     app_password_salt(text), app_open_session(text, text, text, inet, text, interval)
     TO teleai_app;
 -- The look-ups that answered "which user" without a credential.

@@ -5,9 +5,15 @@ key without ``Bearer`` is accepted too, because the AssemblyAI SDK sends it that
 never tells the database *which user* it acts for: it hands the database the credential
 (:func:`db.access.acting_with`), and migration 005 derives the acting user from the credential's
 hash, so row-level security applies as that user and a compromised API process still needs a
-valid credential per user. :func:`caller` resolves the credential once per request (kind, user,
-role, scope), enforces the idle timeout and the per-key rate limit, and :func:`unit` opens the
-unit of work a handler reads and writes in.
+valid credential per user.
+
+:func:`caller` opens the request's transaction, resolves the credential in it (kind, user, role,
+scope), enforces the idle timeout and the per-key rate limit, and hands the handler a
+:class:`Caller` whose ``session`` is that transaction: reads need no second round of BEGIN and
+credential. It commits after the handler returned and *before* the response is sent
+(``Depends(scope="function")``), so a failed commit is the client's error, never a lie. Handlers
+that must commit before doing something else (send a task message after the row changed) open
+their own unit of work with :func:`unit`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from db import access
+from db.engine import unit_of_work
 from interfaces.api.errors import ApiError
 from interfaces.api.settings import get_api_settings
 from pipeline.settings import get_settings
@@ -39,19 +46,16 @@ BEARER: Final = "bearer "
 def app_engine() -> Engine:
     """The process's engine as the application role (see :mod:`interfaces.api.settings`)."""
     api = get_api_settings()
+    # No pre-ping (a round trip per request): a connection broken by a database restart fails
+    # its request with 503 (errors.py) and is dropped from the pool; recycling bounds its age.
+    options: dict[str, Any] = {
+        "pool_size": api.pool_size,
+        "max_overflow": api.pool_size,
+        "pool_recycle": 1800,
+    }
     if api.database_url is not None:
-        return create_engine(
-            api.database_url.get_secret_value(),
-            pool_pre_ping=True,
-            pool_size=api.pool_size,
-            max_overflow=api.pool_size,
-        )
-    engine = create_engine(
-        get_settings().sqlalchemy_url(),
-        pool_pre_ping=True,
-        pool_size=api.pool_size,
-        max_overflow=api.pool_size,
-    )
+        return create_engine(api.database_url.get_secret_value(), **options)
+    engine = create_engine(get_settings().sqlalchemy_url(), **options)
 
     @event.listens_for(engine, "connect")
     def _as_app_role(dbapi_connection: Any, _record: Any) -> None:
@@ -76,6 +80,8 @@ class Caller:
     credential_id: uuid.UUID
     scope: Scope
     credential: str = field(repr=False)
+    # The request's transaction, acting with ``credential`` (open while the handler runs).
+    session: Session = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def may(self, scope: Scope) -> bool:
         return SCOPE_RANK[self.scope] >= SCOPE_RANK[scope]
@@ -114,15 +120,25 @@ UNAUTHENTICATED = ApiError(
 )
 
 
-def resolve(credential: str) -> Caller | None:
-    """The live principal of ``credential`` (touching its last-use time), or None."""
+TOUCH_INTERVAL = dt.timedelta(minutes=1)
+
+
+def _resolve_in(session: Session, credential: str) -> Caller | None:
+    """The live principal of ``credential`` in the session's transaction (touching its last use
+    at most once a minute), or None."""
+    # app_authenticate = act_with(credential) + app_whoami(), one round trip (migration 005).
+    row = (
+        session.execute(text("SELECT * FROM app_authenticate(:c)"), {"c": credential})
+        .mappings()
+        .one_or_none()
+    )
+    if row is None or row["user_id"] is None:
+        return None
     idle = dt.timedelta(minutes=get_api_settings().session_idle_minutes)
-    with access.acting_with(app_engine(), credential) as session:
-        row = session.execute(text("SELECT * FROM app_whoami()")).mappings().one_or_none()
-        if row is None or row["user_id"] is None:
-            return None
-        if row["kind"] == "session" and row["last_used_at"] < row["now"] - idle:
-            return None
+    last_used = row["last_used_at"]
+    if row["kind"] == "session" and last_used < row["now"] - idle:
+        return None
+    if last_used is None or last_used < row["now"] - TOUCH_INTERVAL:
         session.execute(text("SELECT app_touch_credential()"))
     return Caller(
         user_id=row["user_id"],
@@ -132,26 +148,45 @@ def resolve(credential: str) -> Caller | None:
         credential_id=row["credential_id"],
         scope=row["scope"],
         credential=credential,
+        session=session,
     )
 
 
-def caller(request: Request) -> Caller:
-    """Dependency: the authenticated caller, else 401; 429 when its key is over its rate."""
+def resolve(credential: str) -> Caller | None:
+    """The live principal of ``credential`` in a unit of work of its own (long streams)."""
+    with unit_of_work(app_engine()) as session:
+        found = _resolve_in(session, credential)
+    if found is None:
+        return None
+    return Caller(**{**found.__dict__, "session": None})
+
+
+def caller(request: Request) -> Iterator[Caller]:
+    """Dependency: the authenticated caller in the request's transaction, else 401; 429 when its
+    key is over its rate. Commits after the handler, before the response."""
     credential = credential_from(request.headers.get("authorization"))
     if credential is None:
         raise UNAUTHENTICATED
-    found = resolve(credential)
-    if found is None:
-        raise UNAUTHENTICATED
-    if found.kind == "key":
-        from interfaces.api.limits import check_key_rate
+    session = Session(app_engine(), expire_on_commit=False)
+    try:
+        found = _resolve_in(session, credential)
+        if found is None:
+            raise UNAUTHENTICATED
+        if found.kind == "key":
+            from interfaces.api.limits import check_key_rate
 
-        check_key_rate(found.credential_id)
-    request.state.caller = found
-    return found
+            check_key_rate(found.credential_id)
+        request.state.caller = found
+        yield found
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
-CallerDep = Annotated[Caller, Depends(caller)]
+CallerDep = Annotated[Caller, Depends(caller, scope="function")]
 
 
 def needs(scope: Scope) -> Any:
@@ -172,6 +207,8 @@ Admin = Annotated[Caller, needs("admin")]
 
 @contextmanager
 def unit(who: Caller) -> Iterator[Session]:
-    """One unit of work as the caller: the database derives the user from the credential."""
+    """A unit of work of its own as the caller (committed when the block ends): for changes
+    that must be committed before the handler goes on, and for streams that outlive the
+    request's transaction. Plain reads use ``who.session``."""
     with access.acting_with(app_engine(), who.credential) as session:
         yield session

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from db import api_keys, auth_sessions, users
 from db.models import Role, UsageDaily, User
 from interfaces.api import views
-from interfaces.api.deps import Admin, Caller, unit
+from interfaces.api.deps import Admin, Caller
 from interfaces.api.errors import ApiError, not_found
 from interfaces.api.routes.auth import SESSIONS, session_view
 from interfaces.api.routes.keys import key_view
@@ -66,25 +66,25 @@ class RoleChange(BaseModel):
 @router.get("/users", summary="Every user")
 def list_users(who: Admin, include_deleted: bool = False) -> dict[str, Any]:
     _admin(who)
-    with unit(who) as session:
-        rows = users.list_users(session, include_deleted=include_deleted)
-        return {"items": [user_view(u) for u in rows]}
+    session = who.session
+    rows = users.list_users(session, include_deleted=include_deleted)
+    return {"items": [user_view(u) for u in rows]}
 
 
 @router.post("/users", status_code=201, summary="Create a user")
 def create_user(who: Admin, body: NewUser) -> JSONResponse:
     _admin(who)
     try:
-        with unit(who) as session:
-            user = users.create_user(
-                session,
-                email=str(body.email),
-                username=body.username,
-                password=body.password,
-                role=body.role.value,
-                full_name=body.full_name,
-            )
-            return JSONResponse(user_view(user), status_code=201)
+        session = who.session
+        user = users.create_user(
+            session,
+            email=str(body.email),
+            username=body.username,
+            password=body.password,
+            role=body.role.value,
+            full_name=body.full_name,
+        )
+        return JSONResponse(user_view(user), status_code=201)
     except IntegrityError as error:
         raise ApiError(
             409, "a user with this username or email exists, or the name is invalid"
@@ -92,14 +92,14 @@ def create_user(who: Admin, body: NewUser) -> JSONResponse:
 
 
 def _change(who: Caller, user_id: uuid.UUID, action: Any) -> dict[str, Any]:
-    with unit(who) as session:
-        try:
-            action(session)
-        except LookupError as error:
-            raise not_found("user") from error
-        user = session.get(User, user_id)
-        assert user is not None
-        return user_view(user)
+    session = who.session
+    try:
+        action(session)
+    except LookupError as error:
+        raise not_found("user") from error
+    user = session.get(User, user_id)
+    assert user is not None
+    return user_view(user)
 
 
 @router.post("/users/{user_id}/deactivate", summary="Block a user (ends their sessions)")
@@ -127,24 +127,24 @@ def set_role(who: Admin, user_id: uuid.UUID, body: RoleChange) -> dict[str, Any]
 @router.get("/users/{user_id}/sessions", summary="A user's live sessions")
 def user_sessions(who: Admin, user_id: uuid.UUID) -> dict[str, Any]:
     _admin(who)
-    with unit(who) as session:
-        if session.get(User, user_id) is None:
-            raise not_found("user")
-        rows = session.execute(
-            select(SESSIONS)
-            .where(SESSIONS.c.user_id == user_id, SESSIONS.c.is_revoked.is_(False))
-            .order_by(SESSIONS.c.last_accessed_at.desc())
-        )
-        return {"items": [session_view(r) for r in rows]}
+    session = who.session
+    if session.get(User, user_id) is None:
+        raise not_found("user")
+    rows = session.execute(
+        select(SESSIONS)
+        .where(SESSIONS.c.user_id == user_id, SESSIONS.c.is_revoked.is_(False))
+        .order_by(SESSIONS.c.last_accessed_at.desc())
+    )
+    return {"items": [session_view(r) for r in rows]}
 
 
 @router.delete("/users/{user_id}/sessions", summary="End every session of a user")
 def end_user_sessions(who: Admin, user_id: uuid.UUID) -> dict[str, Any]:
     _admin(who)
-    with unit(who) as session:
-        if session.get(User, user_id) is None:
-            raise not_found("user")
-        return {"revoked": auth_sessions.revoke_all_sessions(session, user_id)}
+    session = who.session
+    if session.get(User, user_id) is None:
+        raise not_found("user")
+    return {"revoked": auth_sessions.revoke_all_sessions(session, user_id)}
 
 
 @router.get("/keys", summary="API keys of every user, or ?user_id=")
@@ -152,18 +152,18 @@ def all_keys(
     who: Admin, user_id: uuid.UUID | None = None, include_revoked: bool = False
 ) -> dict[str, Any]:
     _admin(who)
-    with unit(who) as session:
-        rows = api_keys.list_keys(session, user_id, include_revoked=include_revoked)
-        return {"items": [key_view(r) for r in rows]}
+    session = who.session
+    rows = api_keys.list_keys(session, user_id, include_revoked=include_revoked)
+    return {"items": [key_view(r) for r in rows]}
 
 
 @router.delete("/keys/{key_id}", status_code=200, summary="Revoke any user's API key")
 def revoke_key(who: Admin, key_id: uuid.UUID) -> dict[str, Any]:
     _admin(who)
-    with unit(who) as session:
-        if api_keys.get_key(session, key_id) is None:
-            raise not_found("API key")
-        return {"revoked": api_keys.revoke_key(session, key_id)}
+    session = who.session
+    if api_keys.get_key(session, key_id) is None:
+        raise not_found("API key")
+    return {"revoked": api_keys.revoke_key(session, key_id)}
 
 
 @router.get("/usage", summary="Audio seconds submitted and processed per user and day")
@@ -181,17 +181,17 @@ def usage(
         stmt = stmt.where(UsageDaily.day >= since)
     if until is not None:
         stmt = stmt.where(UsageDaily.day <= until)
-    with unit(who) as session:
-        return {
-            "items": [
-                {
-                    "user_id": str(r.user_id),
-                    "day": r.day.isoformat(),
-                    "files_submitted": r.files_submitted,
-                    "audio_seconds_submitted": float(r.audio_seconds_submitted),
-                    "files_processed": r.files_processed,
-                    "audio_seconds_processed": float(r.audio_seconds_processed),
-                }
-                for r in session.scalars(stmt.limit(5000))
-            ]
-        }
+    session = who.session
+    return {
+        "items": [
+            {
+                "user_id": str(r.user_id),
+                "day": r.day.isoformat(),
+                "files_submitted": r.files_submitted,
+                "audio_seconds_submitted": float(r.audio_seconds_submitted),
+                "files_processed": r.files_processed,
+                "audio_seconds_processed": float(r.audio_seconds_processed),
+            }
+            for r in session.scalars(stmt.limit(5000))
+        ]
+    }

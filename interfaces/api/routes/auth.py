@@ -21,7 +21,7 @@ from db import access, auth_sessions
 from db.models import Base, User
 from db.users import hash_password, needs_rehash
 from interfaces.api import views
-from interfaces.api.deps import CallerDep, Reader, app_engine, client_address, unit
+from interfaces.api.deps import CallerDep, Reader, app_engine, client_address
 from interfaces.api.errors import ApiError, not_found
 from interfaces.api.limits import check_login_allowed, clear_login_failures, record_login_failure
 from pipeline.settings import get_settings
@@ -94,8 +94,8 @@ def login(body: Login, request: Request) -> dict[str, Any]:
 def logout(who: CallerDep) -> Response:
     if who.kind != "session":
         raise ApiError(400, "an API key is revoked with DELETE /api/v1/keys/{id}, not logout")
-    with unit(who) as session:
-        auth_sessions.revoke_session(session, who.credential_id)
+    session = who.session
+    auth_sessions.revoke_session(session, who.credential_id)
     return Response(status_code=204)
 
 
@@ -103,27 +103,25 @@ def logout(who: CallerDep) -> Response:
 def rotate(who: CallerDep) -> dict[str, Any]:
     if who.kind != "session":
         raise ApiError(400, "only session tokens rotate; create a new API key instead")
-    with unit(who) as session:
-        rotated = auth_sessions.rotate_session(
-            session, who.credential, ttl=_ttl(), idle_timeout=None
-        )
-        if rotated is None:
-            raise ApiError(401, "the session is no longer live")
-        row, token = rotated
-        return {
-            "token": token,
-            "token_type": "bearer",
-            "expires_at": views.jsonable(row.expires_at),
-        }
+    session = who.session
+    rotated = auth_sessions.rotate_session(session, who.credential, ttl=_ttl(), idle_timeout=None)
+    if rotated is None:
+        raise ApiError(401, "the session is no longer live")
+    row, token = rotated
+    return {
+        "token": token,
+        "token_type": "bearer",
+        "expires_at": views.jsonable(row.expires_at),
+    }
 
 
 @router.get("/me", summary="The caller: user, role, credential kind and scope")
 def me(who: Reader) -> dict[str, Any]:
-    with unit(who) as session:
-        return {
-            **_me(session, who.user_id),
-            "credential": {"kind": who.kind, "id": str(who.credential_id), "scope": who.scope},
-        }
+    session = who.session
+    return {
+        **_me(session, who.user_id),
+        "credential": {"kind": who.kind, "id": str(who.credential_id), "scope": who.scope},
+    }
 
 
 def session_view(row: Any) -> dict[str, Any]:
@@ -141,22 +139,22 @@ def session_view(row: Any) -> dict[str, Any]:
 
 @router.get("/sessions", summary="My live sessions")
 def my_sessions(who: Reader) -> dict[str, Any]:
-    with unit(who) as session:
-        rows = session.execute(
-            select(SESSIONS)
-            .where(SESSIONS.c.user_id == who.user_id, SESSIONS.c.is_revoked.is_(False))
-            .order_by(SESSIONS.c.last_accessed_at.desc())
-        )
-        return {"items": [session_view(r) for r in rows]}
+    session = who.session
+    rows = session.execute(
+        select(SESSIONS)
+        .where(SESSIONS.c.user_id == who.user_id, SESSIONS.c.is_revoked.is_(False))
+        .order_by(SESSIONS.c.last_accessed_at.desc())
+    )
+    return {"items": [session_view(r) for r in rows]}
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="End one of my sessions")
 def end_session(who: CallerDep, session_id: uuid.UUID) -> Response:
-    with unit(who) as session:
-        owner = session.execute(
-            select(SESSIONS.c.user_id).where(SESSIONS.c.id == session_id)
-        ).scalar_one_or_none()
-        if owner != who.user_id:
-            raise not_found("session")
-        auth_sessions.revoke_session(session, session_id)
+    session = who.session
+    owner = session.execute(
+        select(SESSIONS.c.user_id).where(SESSIONS.c.id == session_id)
+    ).scalar_one_or_none()
+    if owner != who.user_id:
+        raise not_found("session")
+    auth_sessions.revoke_session(session, session_id)
     return Response(status_code=204)

@@ -23,7 +23,7 @@ from db.models import AudioFile, AudioFormat, FileStatus, Transcription
 from db.transcripts import MAX_SEARCH_RESULTS, latest_transcription, list_versions
 from db.transcripts import search_transcripts as search_db
 from interfaces.api import views
-from interfaces.api.deps import Caller, Reader, Writer, unit
+from interfaces.api.deps import Caller, Reader, Writer
 from interfaces.api.errors import ApiError, not_found
 from interfaces.api.uploads import receive_upload, submitted
 from pipeline.export import EXPORT_FORMATS, ExportFormat, render
@@ -140,8 +140,7 @@ def list_files(
             ),
         )
     stmt = stmt.order_by(AudioFile.created_at.desc(), AudioFile.id.desc()).limit(limit + 1)
-    with unit(who) as session:
-        rows = list(session.scalars(stmt))
+    rows = list(who.session.scalars(stmt))
     page, more = rows[:limit], len(rows) > limit
     return {
         "items": [views.file_summary(r) for r in page],
@@ -150,9 +149,9 @@ def list_files(
 
 
 @router.get("/files/{file_id}", summary="One file: status, stage, metadata, timings, error")
-def get_file(who: Reader, file_id: uuid.UUID) -> dict[str, Any]:
-    with unit(who) as session:
-        return views.file_detail(visible_file(session, file_id))
+def get_file(who: Reader, file_id: uuid.UUID) -> JSONResponse:
+    # The hottest read (status polling): the dict is JSON already, skip FastAPI's re-encoding.
+    return JSONResponse(views.file_detail(visible_file(who.session, file_id)))
 
 
 def _version(session: Session, file_id: uuid.UUID, version: int | None) -> Transcription:
@@ -171,28 +170,26 @@ def _version(session: Session, file_id: uuid.UUID, version: int | None) -> Trans
 def get_transcript(
     who: Reader, file_id: uuid.UUID, version: Annotated[int | None, Query(ge=1)] = None
 ) -> dict[str, Any]:
-    with unit(who) as session:
-        visible_file(session, file_id)
-        return views.transcript(_version(session, file_id, version))
+    visible_file(who.session, file_id)
+    return views.transcript(_version(who.session, file_id, version))
 
 
 @router.get("/files/{file_id}/versions", summary="Every transcript version, oldest first")
 def get_versions(who: Reader, file_id: uuid.UUID) -> dict[str, Any]:
-    with unit(who) as session:
-        visible_file(session, file_id)
-        return {"items": [views.version_summary(v) for v in list_versions(session, file_id)]}
+    visible_file(who.session, file_id)
+    return {"items": [views.version_summary(v) for v in list_versions(who.session, file_id)]}
 
 
 @router.get("/files/{file_id}/analyses", summary="Analyses of the latest (or ?version=) transcript")
 def get_analyses(
     who: Reader, file_id: uuid.UUID, version: Annotated[int | None, Query(ge=1)] = None
 ) -> dict[str, Any]:
-    with unit(who) as session:
-        visible_file(session, file_id)
-        chosen = _version(session, file_id, version)
-        found = views.report(session, visible_file(session, file_id), chosen)
-        return {"transcription_id": str(chosen.id), "version": chosen.version,
-                "items": found["analyses"]}  # fmt: skip
+    session = who.session
+    visible_file(session, file_id)
+    chosen = _version(session, file_id, version)
+    found = views.report(session, visible_file(session, file_id), chosen)
+    return {"transcription_id": str(chosen.id), "version": chosen.version,
+            "items": found["analyses"]}  # fmt: skip
 
 
 @router.get(
@@ -207,9 +204,9 @@ def export(
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
     assert fmt in EXPORT_FORMATS
-    with unit(who) as session:
-        row = visible_file(session, file_id)
-        found = views.report(session, row, _version(session, file_id, version))
+    session = who.session
+    row = visible_file(session, file_id)
+    found = views.report(session, row, _version(session, file_id, version))
     chosen: ExportFormat = fmt
     return Response(
         render(chosen, found),
@@ -225,14 +222,14 @@ def search(
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 20,
 ) -> dict[str, Any]:
-    with unit(who) as session:
-        hits = search_db(session, q, limit=limit)
-        ids = [h.audio_file_id for h in hits]
-        deleted = set(
-            session.scalars(
-                select(AudioFile.id).where(AudioFile.id.in_(ids), AudioFile.deleted_at.is_not(None))
-            )
-        ) if ids else set()  # fmt: skip
+    session = who.session
+    hits = search_db(session, q, limit=limit)
+    ids = [h.audio_file_id for h in hits]
+    deleted = set(
+        session.scalars(
+            select(AudioFile.id).where(AudioFile.id.in_(ids), AudioFile.deleted_at.is_not(None))
+        )
+    ) if ids else set()  # fmt: skip
     return {
         "query": q,
         "highlight": {"start": "**", "stop": "**"},
@@ -272,15 +269,15 @@ def retranscribe(
 
     wanted = body or Retranscription()
     try:
-        with unit(who) as session:
-            visible_file(session, file_id)
-            try:
-                queued = request_retranscription(
-                    session, file_id, engine=wanted.engine, model=wanted.model
-                )
-            except LookupError as error:
-                # Visible but not lockable for update: the role may read, not change it.
-                raise ApiError(403, f"the role '{who.role}' may not change this file") from error
+        session = who.session
+        visible_file(session, file_id)
+        try:
+            queued = request_retranscription(
+                session, file_id, engine=wanted.engine, model=wanted.model
+            )
+        except LookupError as error:
+            # Visible but not lockable for update: the role may read, not change it.
+            raise ApiError(403, f"the role '{who.role}' may not change this file") from error
     except DBAPIError as error:
         if _denied(error):
             raise ApiError(403, f"the role '{who.role}' may not change this file") from error
@@ -289,6 +286,7 @@ def retranscribe(
         raise ApiError(409, "the file is still being processed; try again when it is finished")
     from workers.tasks import transcribe
 
+    who.session.commit()  # the row says "queued" before the message can reach a worker
     transcribe.delay(str(file_id))
     return {"id": str(file_id), "queued": True}
 
@@ -297,26 +295,26 @@ def _conditional_update(
     who: Caller, file_id: uuid.UUID, condition: Any, values: dict[str, Any], conflict: str
 ) -> dict[str, Any]:
     try:
-        with unit(who) as session:
-            visible_file(session, file_id)
-            changed = session.execute(
-                update(AudioFile)
-                .where(AudioFile.id == file_id, AudioFile.deleted_at.is_(None), condition)
-                .values(**values)
-                .returning(AudioFile.id)
+        session = who.session
+        visible_file(session, file_id)
+        changed = session.execute(
+            update(AudioFile)
+            .where(AudioFile.id == file_id, AudioFile.deleted_at.is_(None), condition)
+            .values(**values)
+            .returning(AudioFile.id)
+        ).first()
+        if changed is None:
+            # Visible, so either the condition failed or the role may not update the row:
+            # a second look (FOR UPDATE applies the UPDATE policy) tells them apart.
+            lockable = session.execute(
+                select(AudioFile.id).where(AudioFile.id == file_id).with_for_update()
             ).first()
-            if changed is None:
-                # Visible, so either the condition failed or the role may not update the row:
-                # a second look (FOR UPDATE applies the UPDATE policy) tells them apart.
-                lockable = session.execute(
-                    select(AudioFile.id).where(AudioFile.id == file_id).with_for_update()
-                ).first()
-                if lockable is None:
-                    raise ApiError(403, f"the role '{who.role}' may not change this file")
-                raise ApiError(409, conflict)
-            row = session.get(AudioFile, file_id, populate_existing=True)
-            assert row is not None
-            return views.file_detail(row)
+            if lockable is None:
+                raise ApiError(403, f"the role '{who.role}' may not change this file")
+            raise ApiError(409, conflict)
+        row = session.get(AudioFile, file_id, populate_existing=True)
+        assert row is not None
+        return views.file_detail(row)
     except DBAPIError as error:
         if _denied(error):
             raise ApiError(403, f"the role '{who.role}' may not change this file") from error

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from db import api_keys
 from db.models import ApiKey, KeyScope
 from interfaces.api import views
-from interfaces.api.deps import SCOPE_RANK, Reader, Writer, unit
+from interfaces.api.deps import SCOPE_RANK, Reader, Writer
 from interfaces.api.errors import ApiError, not_found
 
 router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
@@ -46,22 +46,22 @@ def create(body: NewKey, who: Writer) -> JSONResponse:
         raise ApiError(403, f"a '{who.scope}' credential cannot create a '{body.scope}' key")
     if body.scope is KeyScope.ADMIN and who.role != "admin":
         raise ApiError(403, "only admins can create admin keys")
-    with unit(who) as session:
-        row, key = api_keys.create_key(session, who.user_id, name=body.name, scope=body.scope)
-        return JSONResponse({**key_view(row), "key": key}, status_code=201)
+    session = who.session
+    row, key = api_keys.create_key(session, who.user_id, name=body.name, scope=body.scope)
+    return JSONResponse({**key_view(row), "key": key}, status_code=201)
 
 
 @router.get("", summary="My API keys (never their values)")
 def list_keys(who: Reader, include_revoked: bool = False) -> dict[str, Any]:
-    with unit(who) as session:
-        rows = api_keys.list_keys(session, who.user_id, include_revoked=include_revoked)
-        return {"items": [key_view(r) for r in rows]}
+    session = who.session
+    rows = api_keys.list_keys(session, who.user_id, include_revoked=include_revoked)
+    return {"items": [key_view(r) for r in rows]}
 
 
 @router.delete("/{key_id}", status_code=204, summary="Revoke one of my API keys (final)")
 def revoke(who: Writer, key_id: uuid.UUID) -> Response:
-    with unit(who) as session:
-        row = api_keys.get_key(session, key_id)
-        if row is None or row.user_id != who.user_id or not api_keys.revoke_key(session, key_id):
-            raise not_found("API key")
+    session = who.session
+    row = api_keys.get_key(session, key_id)
+    if row is None or row.user_id != who.user_id or not api_keys.revoke_key(session, key_id):
+        raise not_found("API key")
     return Response(status_code=204)
