@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from interfaces.cli.common import app, check_services, die, jsonable, out, parse_id, shown, uow
 from interfaces.cli.files import file_report
 from pipeline.export import EXPORT_FORMATS, render
+from pipeline.redact import clean
 
 
 @app.command()
@@ -33,6 +35,8 @@ def export(
         die(f"file {file_id} has no transcription yet (status: {report['status']})")
     text = render(fmt, report)
     if output is None:
+        if sys.stdout.isatty():  # a terminal acts on escape sequences; a pipe or file gets bytes
+            text = clean(text, keep_newlines=True)
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
@@ -133,5 +137,5 @@ def analytics(
             "-" if r.avg_processing_seconds is None else f"{r.avg_processing_seconds:.1f}",
         )
     if not rows:
-        table.caption = "empty: run with --refresh, or wait for the beat refresh"
+        table.caption = "empty: run with --refresh, or wait for the periodic refresh"
     out.print(table)
