@@ -1,6 +1,6 @@
 """The leak check (:mod:`tests.processes`) on real runs: a nested pytest whose tests leave
 processes behind must fail and name them, and nothing it started may outlive it — also when it
-is stopped with SIGTERM in the middle of a test."""
+is stopped with SIGTERM or SIGINT in the middle of a test."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.processes import MARKER, TOKEN
 
@@ -86,7 +87,10 @@ def test_a_clean_run_passes(tmp_path: Path) -> None:
     assert "leaked" not in out, out
 
 
-def test_sigterm_tears_down_fixtures_and_still_kills_leaks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_an_interrupted_run_tears_down_fixtures_and_still_kills_leaks(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     ready = tmp_path / "ready"
     child = _pytest(
         tmp_path,
@@ -115,10 +119,10 @@ def test_sigterm_tears_down_fixtures_and_still_kills_leaks(tmp_path: Path) -> No
         assert child.poll() is None and time.monotonic() < deadline, child.communicate()[0]
         time.sleep(0.1)
     started = time.monotonic()
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(signum)
     out, _ = child.communicate(timeout=60)
     assert time.monotonic() - started < 20, out
-    assert child.returncode not in (0, -signal.SIGTERM), out  # interrupted, not just killed
+    assert child.returncode not in (0, -signum), out  # interrupted, not just killed
     assert (tmp_path / "torn-down").read_text() == "yes", out
     assert "sleep 3005" in out and "leaked processes" in out, out
     assert _running("3004") == [] and _running("3005") == []
