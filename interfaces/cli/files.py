@@ -186,7 +186,8 @@ def ingest(
                 shown(row["error_message"] or ""),
             )
         out.print(table)
-    if any(not row["queued"] for row in rows if row["status"] == "pending"):
+    # A duplicate is unqueued only when its earlier row still waits and the re-send failed.
+    if any(not row["queued"] for row in rows if row["status"] in ("pending", "duplicate")):
         from workers.submit import BROKER_DOWN
 
         err.print(f"[bold red]error:[/] {BROKER_DOWN}")

@@ -117,6 +117,11 @@ def test_ingest_with_the_broker_down_keeps_the_row_and_a_rerun_sends_it(
         assert kept is not None and (kept.status, kept.stage) == ("pending", "ingest")
     assert queued_file_ids(redis_url) == []
 
+    still_down = teleai(down, "ingest", str(speech), "--json")  # never a silent "duplicate"
+    assert still_down.returncode == 3, still_down.stdout + still_down.stderr
+    assert BROKER_DOWN in " ".join(still_down.stderr.split())
+    assert json.loads(still_down.stdout)[0]["queued"] is False
+
     again = teleai(env, "ingest", str(speech), "--json")
     assert again.returncode == 0, again.stdout + again.stderr
     [rerun] = json.loads(again.stdout)
