@@ -20,10 +20,14 @@ from tests.processes import MARKER, TOKEN
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _pytest(tmp_path: Path, source: str) -> subprocess.Popen[str]:
-    """A child ``pytest -p tests.processes`` on one test file written into ``tmp_path``."""
+def _pytest(tmp_path: Path, source: str, *, outermost: bool = False) -> subprocess.Popen[str]:
+    """A child ``pytest -p tests.processes`` on one test file written into ``tmp_path``;
+    ``outermost``: without this run's marker, as if started from a shell."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "test_child.py").write_text(textwrap.dedent(source))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if outermost:
+        env.pop(MARKER, None)
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "tests.processes", "-p", "no:cacheprovider",
          "-o", "addopts=", str(tmp_path / "test_child.py")],
@@ -126,3 +130,46 @@ def test_an_interrupted_run_tears_down_fixtures_and_still_kills_leaks(
     assert (tmp_path / "torn-down").read_text() == "yes", out
     assert "sleep 3005" in out and "leaked processes" in out, out
     assert _running("3004") == [] and _running("3005") == []
+
+
+def test_processes_of_a_run_killed_outright_are_killed_by_the_next_run(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    first = _pytest(
+        tmp_path / "first",
+        f"""
+        import pathlib, subprocess, time
+
+        def test_killed_with_sigkill():
+            subprocess.Popen(["sleep", "3006"], start_new_session=True)
+            pathlib.Path({str(ready)!r}).write_text("go")
+            time.sleep(120)
+        """,
+        outermost=True,
+    )
+
+    def orphans() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.cmdline() == ["sleep", "3006"] and MARKER in proc.environ():
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()[0]
+            time.sleep(0.1)
+        first.kill()  # SIGKILL: no teardown, no check
+        first.communicate(timeout=30)
+        assert len(orphans()) == 1  # left behind, re-parented, still marked
+        second = _pytest(tmp_path / "second", "def test_nothing():\n    pass\n", outermost=True)
+        out, _ = second.communicate(timeout=120)
+        assert second.returncode == 0, out
+        assert "left by an earlier, killed run" in out and "sleep 3006" in out, out
+        assert orphans() == []
+    finally:
+        for proc in orphans():
+            proc.kill()
