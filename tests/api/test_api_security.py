@@ -568,3 +568,27 @@ def test_cli_keys_create_list_revoke(served: Served) -> None:
 def test_no_error_leaked_a_traceback_to_the_server_log_either(served: Served) -> None:
     # Errors above were all handled; an unhandled one would log "api_unhandled_error".
     assert "api_unhandled_error" not in served.logs()
+
+
+def test_live_status_opens_for_a_credential_due_for_its_last_use_update(served: Served) -> None:
+    """The first event is read in the request's transaction, which just touched the session
+    row; a second transaction touching it again would wait on that lock forever."""
+    name = served.user("analyst")
+    token = served.login(name)
+    from db.auth_sessions import token_hash
+
+    with served.client(token) as client:
+        file_id = upload(client).json()["id"]
+    with served.owner() as session:
+        session.execute(
+            text("UPDATE sessions SET last_accessed_at = now() - interval '5 minutes' "
+                 "WHERE token_hash = :h"),
+            {"h": token_hash(token)},
+        )  # fmt: skip
+    with (
+        served.client(token) as client,
+        client.stream("GET", f"/api/v1/files/{file_id}/events", timeout=10) as stream,
+    ):
+        assert stream.status_code == 200
+        first = next(line for line in stream.iter_lines() if line.startswith("data:"))
+    assert json.loads(first.removeprefix("data:"))["status"] == "pending"

@@ -32,22 +32,29 @@ TERMINAL = frozenset({FileStatus.COMPLETED.value, FileStatus.FAILED.value})
 QUEUE_BATCH = 200
 
 
+def _state(row: AudioFile | None) -> dict[str, Any] | None:
+    if row is None or row.deleted_at is not None:
+        return None
+    return views.file_summary(row) | {
+        "error": row.error_message,
+        "stage_seconds": row.metadata_.get("stage_seconds", {}),
+    }
+
+
 def _file_state(who: Caller, file_id: uuid.UUID) -> dict[str, Any] | None:
+    """A later poll: the request's transaction is over, so the credential is checked again in
+    a transaction of its own (a revoked one ends the stream)."""
     if resolve(who.credential) is None:
         return None
     with unit(who) as session:
-        row = session.get(AudioFile, file_id)
-        if row is None or row.deleted_at is not None:
-            return None
-        return views.file_summary(row) | {
-            "error": row.error_message,
-            "stage_seconds": row.metadata_.get("stage_seconds", {}),
-        }
+        return _state(session.get(AudioFile, file_id))
 
 
 @router.get("/files/{file_id}/events", summary="Live status of one file (text/event-stream)")
 async def file_events(who: Reader, file_id: uuid.UUID, request: Request) -> EventSourceResponse:
-    first = await run_in_threadpool(_file_state, who, file_id)
+    # The first look is in the request's own transaction (which may hold the credential's
+    # row lock from touching it: a second transaction must not wait on it).
+    first = await run_in_threadpool(lambda: _state(who.session.get(AudioFile, file_id)))
     if first is None:
         raise not_found()
     poll = get_api_settings().sse_poll_seconds
