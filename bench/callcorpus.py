@@ -197,3 +197,31 @@ def overlapping_stereo(directory: Path) -> tuple[Path, list[Turn]]:
         Turn("customer", start_customer, start_customer + len(customer) / RATE, CUSTOMER_LINE),
     ]
     return out, turns
+
+
+def stereo_call(
+    directory: Path, n_lines: int, *, overlap: float = 1.0, name: str = "call"
+) -> tuple[Path, list[Turn]]:
+    """A two-channel call: agent (left) and customer (right) take turns over the English
+    lines, each turn starting ``overlap`` seconds before the other side has finished (so the
+    sides talk over each other at every hand-over). The stereo WAV and the reference turns."""
+    voices = {"agent": VOICES[0], "customer": CUSTOMER_VOICE}
+    tracks: dict[str, list[tuple[float, Samples]]] = {"agent": [], "customer": []}
+    turns: list[Turn] = []
+    at = 0.5
+    for i in range(n_lines):
+        who = "agent" if i % 2 == 0 else "customer"
+        text = ENGLISH[i % len(ENGLISH)]
+        said = speak(text, voices[who])
+        tracks[who].append((at, said))
+        turns.append(Turn(who, at, at + len(said) / RATE, text))
+        at += max(0.5, len(said) / RATE - overlap)
+    length = round((max(t.end for t in turns) + 0.5) * RATE)
+    paths = []
+    for who in ("agent", "customer"):
+        channel = np.zeros(length, dtype=np.float32)
+        for start, said in tracks[who]:
+            begin = round(start * RATE)
+            channel[begin : begin + len(said)] += said
+        paths.append(write_wav(channel, directory / f"{name}-{who}.wav"))
+    return join_channels(paths, directory / f"{name}.wav"), turns

@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "engines": ("bench.engine_compare", "faster-whisper int8/fp32 vs openai-whisper, beam, VAD"),
     "rtf": ("bench.realtime", "real-time factor per engine, model and file length"),
     "quality": ("bench.quality", "WER per engine/model and of the re-transcription path"),
+    "callaudio": ("bench.callaudio", "DER, WER per language, vocabulary hits, split vs mixed"),
     "scaling": ("bench.scaling", "1 vs N transcribe processes on a backlog; cold start"),
     "ingest": ("bench.ingest", "files/s through submit + ingest alone"),
     "memory": ("bench.memory", "worker RSS after load and after many tasks; peak"),
