@@ -44,7 +44,8 @@ import psutil
 import pytest
 
 MARKER = "PYTEST_TELEAI_RUN"
-GRACE_SECONDS = 5.0
+# How long a survivor may take to exit (one just stopped may still be on its way out).
+GRACE_SECONDS = float(os.environ.get("PYTEST_TELEAI_LEAK_GRACE", "5"))
 TOKEN = f"{secrets.token_hex(4)}@{os.getpid()}"
 # Started by the interpreter or a library for the pytest process itself; they end with it.
 _ENDS_WITH_PARENT = (

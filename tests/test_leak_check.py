@@ -25,7 +25,7 @@ def _pytest(tmp_path: Path, source: str, *, outermost: bool = False) -> subproce
     ``outermost``: without this run's marker, as if started from a shell."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "test_child.py").write_text(textwrap.dedent(source))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTEST_TELEAI_LEAK_GRACE": "1"}
     if outermost:
         env.pop(MARKER, None)
     return subprocess.Popen(
