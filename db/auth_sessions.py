@@ -56,7 +56,7 @@ def create_session(
     ip_address: str | None,
     user_agent: str | None,
     ttl: dt.timedelta,
-) -> tuple[models.Session, str]:
+) -> tuple[models.AuthSession, str]:
     """A new session valid for ``ttl`` and its raw token (returned only here, never stored)."""
     if ttl <= dt.timedelta(0):
         raise ValueError(f"session ttl must be positive, got {ttl}")
@@ -65,7 +65,7 @@ def create_session(
     if user_agent is not None:
         user_agent = user_agent.replace("\x00", "")[:MAX_USER_AGENT_CHARS]
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    row = models.Session(
+    row = models.AuthSession(
         user_id=user_id,
         token_hash=token_hash(token),
         ip_address=ip_address,
@@ -79,25 +79,25 @@ def create_session(
 
 def verify_session(
     session: Session, token: str, *, idle_timeout: dt.timedelta | None = DEFAULT_IDLE_TIMEOUT
-) -> models.Session | None:
+) -> models.AuthSession | None:
     """The live session for ``token``, else None; a hit counts as activity.
 
     Live means: not revoked, not expired, used within ``idle_timeout`` (``None`` turns the idle
     check off), and owned by an active, not soft-deleted user.
     """
     stmt = (
-        select(models.Session)
-        .join(models.User, models.User.id == models.Session.user_id)
+        select(models.AuthSession)
+        .join(models.User, models.User.id == models.AuthSession.user_id)
         .where(
-            models.Session.token_hash == token_hash(token),
-            models.Session.is_revoked.is_(False),
-            models.Session.expires_at > func.now(),
+            models.AuthSession.token_hash == token_hash(token),
+            models.AuthSession.is_revoked.is_(False),
+            models.AuthSession.expires_at > func.now(),
             models.User.is_active,
             models.User.deleted_at.is_(None),
         )
     )
     if idle_timeout is not None:
-        stmt = stmt.where(models.Session.last_accessed_at > func.now() - idle_timeout)
+        stmt = stmt.where(models.AuthSession.last_accessed_at > func.now() - idle_timeout)
     row = session.scalars(stmt).one_or_none()
     if row is None:
         return None
@@ -113,10 +113,10 @@ def verify_session(
 def revoke_session(session: Session, session_id: uuid.UUID) -> bool:
     """Revoke one session; False when it does not exist or was already revoked."""
     stmt = (
-        update(models.Session)
-        .where(models.Session.id == session_id, models.Session.is_revoked.is_(False))
+        update(models.AuthSession)
+        .where(models.AuthSession.id == session_id, models.AuthSession.is_revoked.is_(False))
         .values(is_revoked=True, revoked_at=database_now(session))
-        .returning(models.Session.id)
+        .returning(models.AuthSession.id)
     )
     return session.execute(stmt).first() is not None
 
@@ -127,7 +127,7 @@ def rotate_session(
     *,
     ttl: dt.timedelta,
     idle_timeout: dt.timedelta | None = DEFAULT_IDLE_TIMEOUT,
-) -> tuple[models.Session, str] | None:
+) -> tuple[models.AuthSession, str] | None:
     """Replace the live session of ``token`` by a new one (new token, same user and client).
 
     The old session is revoked in the same transaction. Of two concurrent rotations of one
@@ -164,10 +164,10 @@ class _LostRace(Exception):
 def revoke_all_sessions(session: Session, user_id: uuid.UUID) -> int:
     """Revoke every live session of a user (logout everywhere); returns how many."""
     stmt = (
-        update(models.Session)
-        .where(models.Session.user_id == user_id, models.Session.is_revoked.is_(False))
+        update(models.AuthSession)
+        .where(models.AuthSession.user_id == user_id, models.AuthSession.is_revoked.is_(False))
         .values(is_revoked=True, revoked_at=database_now(session))
-        .returning(models.Session.id)
+        .returning(models.AuthSession.id)
     )
     return len(session.execute(stmt).all())
 

@@ -80,8 +80,11 @@ class FileStatus(enum.StrEnum):
     FAILED = "failed"  # stopped for good; error_message says why
 
 
+TERMINAL_STATUSES = frozenset({FileStatus.COMPLETED, FileStatus.FAILED})  # nothing more happens
+
+
 class Stage(enum.StrEnum):
-    INGEST = "ingest"  # validate, store, probe
+    INGEST = "ingest"  # validate and probe the stored copy (storing happens at submit)
     TRANSCRIBE = "transcribe"  # speech to text
     ANALYZE = "analyze"  # sentiment, summary, keywords, entities
 
@@ -143,8 +146,8 @@ class User(Base):
     is_operator: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
-class Session(Base):
-    """An authentication session (not to be confused with a SQLAlchemy ``Session``)."""
+class AuthSession(Base):
+    """A login session (the ``sessions`` table): token hash, client, expiry, revocation."""
 
     __tablename__ = "sessions"
     __table_args__ = (

@@ -49,6 +49,7 @@ from typing import IO, Any, Protocol
 
 import structlog
 
+from db.models import TERMINAL_STATUSES
 from pipeline.errors import TransientError, classify
 from pipeline.jobs import SUPERSEDED
 from workers.submit import Outcome as SubmitOutcome
@@ -66,7 +67,6 @@ ERROR_NOTE_SUFFIX = ".error.txt"
 TEMP_SUFFIXES = frozenset(
     {".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart", ".swp"}
 )
-TERMINAL = frozenset({"completed", "failed"})
 MIN_CHECKS = 3
 SETTLE_SECONDS = 10.0  # unchanged this long: complete (writers pausing less are taken once)
 CLOSED_SETTLE_SECONDS = 2.0  # ... or this long after a close-after-write (inotify only)
@@ -578,7 +578,7 @@ class DropFolder:
             row = rows.get(sub.file_id)
             if row is None:
                 row = RowState("failed", f"file {sub.file_id} is no longer in the database")
-            if row.status not in TERMINAL:
+            if row.status not in TERMINAL_STATUSES:
                 continue
             del self.state.entries[key]
             changed = True

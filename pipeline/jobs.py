@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from sqlalchemy import and_, event, func, literal, or_, select, text, tuple_, up
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from db.models import AudioFile, FileStatus, Stage
+from db.models import TERMINAL_STATUSES, AudioFile, FileStatus, Stage
 from pipeline import joblog, webhooks
 from pipeline.errors import PipelineError
 
@@ -399,3 +400,28 @@ def supersede(session: Session, file_id: uuid.UUID, reason: str = SUPERSEDED) ->
     if previous is not FileStatus.COMPLETED:  # a completed row logged its line already
         _finished(session, file_id, True)
     return previous
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a caller waiting on a file needs: where it is and, if it failed, why."""
+
+    status: str
+    stage: str
+    error_message: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+def states(session: Session, file_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, FileState]:
+    """The current state of each file, in one query; ids with no row are left out."""
+    if not file_ids:
+        return {}
+    rows = session.execute(
+        select(AudioFile.id, AudioFile.status, AudioFile.stage, AudioFile.error_message).where(
+            AudioFile.id.in_(list(file_ids))
+        )
+    )
+    return {file_id: FileState(status, stage, error) for file_id, status, stage, error in rows}

@@ -38,7 +38,7 @@ def collect_stats(*, inspect_timeout: float = 1.0) -> dict[str, Any]:
     from workers.celeryconfig import QUEUES
 
     settings = get_settings()
-    with uow()() as session:
+    with uow() as session:
         queue_rows = processing_queue(session)
     collector = PipelineCollector(
         settings.sqlalchemy_url(), settings.broker_url.get_secret_value(), QUEUES

@@ -38,17 +38,11 @@ class DatabaseBackend:
         return None if previous is None else previous.value
 
     def statuses(self, file_ids: Collection[str]) -> dict[str, RowState]:
-        from sqlalchemy import select
+        from pipeline import jobs
 
-        from db.models import AudioFile
-
-        query = select(AudioFile.id, AudioFile.status, AudioFile.error_message).where(
-            AudioFile.id.in_([uuid.UUID(i) for i in file_ids])
-        )
         with uow() as session:
-            return {
-                str(i): RowState(status, message) for i, status, message in session.execute(query)
-            }
+            found = jobs.states(session, [uuid.UUID(i) for i in file_ids])
+        return {str(i): RowState(st.status, st.error_message) for i, st in found.items()}
 
 
 @app.command()
