@@ -68,10 +68,11 @@ def reap() -> int:
     from workers.recovery import Broker, sweep
 
     structlog.contextvars.clear_contextvars()  # not a PipelineTask: drop the last task's context
-    settings = get_settings()
-    result = sweep(
-        _uow(), Broker(app, str(app.conf.broker_url)), settled_seconds=settings.queued_grace_seconds
-    )
+    broker = Broker(app, str(app.conf.broker_url))
+    try:
+        result = sweep(_uow(), broker, settled_seconds=get_settings().queued_grace_seconds)
+    finally:
+        broker.close()
     return result.released + result.reconciled
 
 

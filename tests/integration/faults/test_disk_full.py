@@ -18,10 +18,12 @@ FILES = 30
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real file system that runs out of space after about a dozen short recordings."""
-    mount_point = tmp_path / "storage"
-    mount_point.mkdir()
+def small_disk(workers: Cluster, tmp_path: Path) -> Iterator[Path]:
+    """A real file system that runs out of space after about a dozen short recordings.
+
+    Mounted inside the workers' managed storage root: they open only files under it."""
+    mount_point = Path(workers.env["TELEAI_STORAGE_DIR"]) / f"small-disk-{tmp_path.name}"
+    mount_point.mkdir(parents=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
         capture_output=True,
@@ -33,6 +35,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=True)
+        mount_point.rmdir()
 
 
 def test_full_storage_rejects_uploads_and_keeps_the_rest_whole(
