@@ -37,7 +37,7 @@ def bench(
     only: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated: overhead,engines,rtf,quality,scaling,ingest,memory,db."
+            help="Comma-separated: overhead,engines,rtf,quality,scaling,ingest,memory,longfile,db."
         ),
     ] = None,
     results_dir: Annotated[
