@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
 
 WINDOW_SECONDS = 1.6  # resemblyzer's partial utterance (160 mel frames of 10 ms)
-STEP_SECONDS = 0.75
+STEP_SECONDS = 1.5
 DEFAULT_MAX_SPEAKERS = 8
 SAME_VOICE_SIMILARITY = 0.75  # measured: one espeak voice 0.83-1.0, two 0.57-0.65
 ISLAND_GAP_SECONDS = 0.3
@@ -81,8 +81,9 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def warm_up_encoder() -> None:
-    """Load the encoder and run it once: librosa compiles its mel code on first use (seconds),
-    which would otherwise land in the first file's diarization time."""
+    """Load the encoder and run it once, import scikit-learn and load the VAD: librosa
+    compiles its mel code on first use (seconds), and all of it would otherwise land in the
+    first file's diarization time."""
     from resemblyzer import wav_to_mel_spectrogram
 
     encoder = load_encoder()
@@ -91,6 +92,10 @@ def warm_up_encoder() -> None:
 
     with one_torch_thread(), torch.no_grad():
         encoder(torch.from_numpy(mel[None, :_FRAMES].copy()))
+    import sklearn.cluster
+    import sklearn.metrics  # noqa: F401  # imported here, not in the first file's diarization
+
+    voiced_islands(np.zeros(SAMPLE_RATE, dtype=np.float32), [])  # loads Silero VAD
 
 
 def speech_spans(segments: Sequence[Segment]) -> list[tuple[float, float]]:
