@@ -40,6 +40,9 @@ LARGE_TABLE_ROWS = 10_000
 SLOW_SECONDS = 1.0
 QUERY_BUDGET_SECONDS = 5.0  # a sequential scan of a smaller table is the planner being sensible
 GIN_INDEX = "idx_transcriptions_search_vector"
+# A viewer sees only their own files: starting from them (this index, then the latest version of
+# each) is the better plan when the words are common enough, and the planner may choose it.
+OWN_FILES_INDEX = "idx_audio_files_user_id_created_at"
 FUNCTION_CALL = re.compile(r"\bFROM search_latest_transcriptions\(")
 # auto_explain also reports our own set-up statements and the outer EXPLAIN: not worth storing.
 _SKIPPED_PLAN = re.compile(r"\AQuery Text: (?:EXPLAIN|SELECT set_config\()")
@@ -75,7 +78,7 @@ class QueryCase:
     call: Callable[[Session], object]
     target_ms: float | None = None
     as_user: uuid.UUID | None = None
-    required_index: str | None = None  # the target also needs this index in the plan
+    required_index: tuple[str, ...] = ()  # the target also needs one of these in the plan
 
 
 @dataclass
@@ -370,7 +373,7 @@ def rls_cases(p: dict[str, Any]) -> list[QueryCase]:
                 lambda s: transcripts.search_transcripts(s, words),
                 50,
                 user,
-                GIN_INDEX,
+                (GIN_INDEX, OWN_FILES_INDEX) if role == "viewer" else (GIN_INDEX,),
             )
             for role, user, seen in searchers
         ),
@@ -379,7 +382,7 @@ def rls_cases(p: dict[str, Any]) -> list[QueryCase]:
             lambda s: transcripts.search_transcripts(s, p["viewer_words"]),
             50,
             viewer,
-            GIN_INDEX,
+            (GIN_INDEX, OWN_FILES_INDEX),
         ),
         *(
             QueryCase(
@@ -459,11 +462,13 @@ def run(ctx: Context) -> Section:
         section.plans[m.case.name] = m.plan
         if m.case.target_ms is not None:
             met = m.median_ms < m.case.target_ms and not m.seq_scans
-            met = met and (m.case.required_index is None or m.case.required_index in m.indexes)
+            needed = m.case.required_index
+            met = met and (not needed or bool(set(needed) & set(m.indexes)))
             section.targets.append(
                 Target(
                     m.case.name,
-                    f"< {m.case.target_ms:.0f} ms, index-backed",
+                    f"< {m.case.target_ms:.0f} ms, index-backed"
+                    + (f" ({' or '.join(needed)})" if needed else ""),
                     f"{m.median_ms:.2f} ms ({', '.join(m.indexes) or 'no index'})",
                     met,
                     "" if met else _cause(m),
@@ -521,8 +526,9 @@ def run(ctx: Context) -> Section:
 
 
 def _cause(m: Measured) -> str:
-    if m.case.required_index is not None and m.case.required_index not in m.indexes:
-        return f"{m.case.required_index} is not in the plan"
+    needed = m.case.required_index
+    if needed and not set(needed) & set(m.indexes):
+        return f"{' or '.join(needed)} is not in the plan"
     if m.case.as_user is not None and re.search(r"Filter: .*search_vector @@", m.plan):
         return (
             "row-level security: @@ (ts_match_vq) is not LEAKPROOF, so PostgreSQL may not use "
