@@ -1,12 +1,15 @@
 """Call audio with real models on generated speech (espeak-ng voices, ffmpeg amerge):
-two-channel overlap, mono-in-stereo, silent/noise/6-channel files, diarization DER, a speaker
-count larger than the speech allows, a vocabulary term, and an en+de+fr code switch.
+two-channel overlap, mono-in-stereo, silent/noise/6-channel files, a channel count the probe
+and the decoder disagree on, diarization DER, a speaker count larger than the speech allows,
+a vocabulary term, and an en+de+fr code switch.
 
 English uses tiny.en; only the code switch loads the multilingual ``base``. Clips are short.
 """
 
 from __future__ import annotations
 
+import struct
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +24,7 @@ from bench.callcorpus import (
     AGENT_LINE,
     CUSTOMER_LINE,
     ENGLISH,
+    FFMPEG,
     FRENCH,
     GERMAN,
     Turn,
@@ -35,6 +39,7 @@ from bench.callcorpus import (
 )
 from bench.wer import word_error_rate
 from pipeline.audio.formats import AudioFormat
+from pipeline.audio.probe import probe_audio
 from pipeline.options import JobOptions
 from pipeline.settings import Settings
 from pipeline.transcription import get_transcriber
@@ -43,6 +48,7 @@ from pipeline.transcription.call import CallTranscript, transcribe_call
 from pipeline.transcription.records import Segment
 
 WAV = AudioFormat("wav")
+FLAC = AudioFormat("flac")
 DER_TARGET = 0.10
 PYANNOTE_COLLAR = 0.5  # pyannote's collar is the total width: ±0.25 s, the NIST convention
 
@@ -206,3 +212,38 @@ def test_code_switch_each_part_in_its_own_language(tmp_path: Path) -> None:
     assert result.transcript.language == max(
         result.metadata["languages"], key=result.metadata["languages"].get
     )
+
+
+def _flac_claiming_channels(source: Path, out: Path, claimed: int) -> Path:
+    """``source`` as FLAC whose STREAMINFO claims ``claimed`` channels (the frames keep the
+    real count): the probe (mutagen) reads the header, the decoder the frames."""
+    subprocess.run(
+        [*FFMPEG, "-i", str(source), "-c:a", "flac", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    data = bytearray(out.read_bytes())
+    (packed,) = struct.unpack(">Q", data[18:26])  # rate(20) channels-1(3) bps(5) total(36)
+    shift = 64 - 20 - 3
+    packed = (packed & ~(0b111 << shift)) | ((claimed - 1) << shift)
+    data[18:26] = struct.pack(">Q", packed)
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize(("real", "claimed"), [(1, 2), (2, 1)])
+def test_probe_and_decoder_disagree_on_channels(tmp_path: Path, real: int, claimed: int) -> None:
+    mono = write_wav(speak(ENGLISH[3], "en-us"), tmp_path / "mono.wav")
+    source = mono if real == 1 else join_channels([mono, mono], tmp_path / "stereo.wav")
+    lying = _flac_claiming_channels(source, tmp_path / "lying.flac", claimed)
+    assert probe_audio(lying, FLAC, max_duration=60).channels == claimed
+    result = transcribe_call(
+        model("tiny.en"),
+        lying,
+        FLAC,
+        options=JobOptions(speakers=1),
+        language=None,
+        window_seconds=300,
+    )
+    assert result.metadata["channels"]["mode"] == "single"
+    assert word_error_rate(ENGLISH[3], result.transcript.text) <= 0.25
