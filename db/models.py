@@ -329,6 +329,38 @@ class Analysis(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
 
 
+class TranscriptRedaction(Base):
+    """The redacted form of one transcription version of a ``redact_pii`` job (007).
+
+    What everyone who sees the file may read; the unredacted row in ``transcriptions`` is only
+    for those migration 007 allows (docs/call-intelligence.md). ``spans`` lists what was
+    redacted (type, word range, times, score) without the data; ``audio_path`` is the storage
+    reference of the redacted audio copy, when one was asked for.
+    """
+
+    __tablename__ = "transcript_redactions"
+    __table_args__ = (
+        CheckConstraint("jsonb_typeof(segments) = 'array'", name="segments_array"),
+        CheckConstraint("jsonb_typeof(spans) = 'array'", name="spans_array"),
+        CheckConstraint("jsonb_typeof(policy) = 'object'", name="policy_object"),
+        Index("idx_transcript_redactions_audio_file_id", "audio_file_id"),
+    )
+
+    transcription_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transcriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    audio_file_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("audio_files.id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    redacted_text: Mapped[str] = mapped_column(Text)
+    segments: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    spans: Mapped[list[Any]] = mapped_column(server_default=text("'[]'::jsonb"))
+    policy: Mapped[dict[str, Any]] = mapped_column(server_default=EMPTY_OBJECT)
+    audio_path: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+
+
 class AuditOperation(enum.StrEnum):
     INSERT = "INSERT"
     UPDATE = "UPDATE"

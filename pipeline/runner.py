@@ -10,12 +10,15 @@ fails the file; ``TransientError`` releases the claim and propagates for the tas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import structlog
@@ -24,13 +27,14 @@ from sqlalchemy.orm import Session
 from db import analyses as analyses_db
 from db import transcripts as transcripts_db
 from db.models import AudioFile, Stage, Transcription
+from db.redactions import record_redaction
 from pipeline import jobs, storage
 from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
 from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, classify
 from pipeline.memguard import memory_budget
-from pipeline.options import options_of
+from pipeline.options import JobOptions, options_of
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -279,13 +283,17 @@ def _engine_settings(session: Session, file_id: uuid.UUID, settings: Settings) -
 def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings) -> bool:
     """Run every analysis on one transcription version and complete the file."""
     from pipeline.analysis import analyze  # heavy: imported on first use
-    from pipeline.analysis.records import AnalysisInput, SegmentText
+    from pipeline.analysis.records import AnalysisInput, SegmentText, WordText
+    from pipeline.analysis.runner import default_kinds
 
     with uow() as session:
         version = session.get(Transcription, transcription_id)
         if version is None:
             return False
         file_id = version.audio_file_id
+        stored_segments = list(version.segments)
+        file_row = session.get(AudioFile, file_id)
+        options = options_of(file_row.metadata_ if file_row is not None else {})
         inp = AnalysisInput(
             text=version.transcription_text,
             segments=tuple(
@@ -294,8 +302,12 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
                     end=float(s["end"]),
                     text=str(s["text"]),
                     speaker=s.get("speaker"),
+                    words=tuple(
+                        WordText(float(w["start"]), float(w["end"]), str(w["word"]))
+                        for w in s.get("words") or ()
+                    ),
                 )
-                for s in version.segments
+                for s in stored_segments
             ),
             language=version.language_code,
             duration=(version.metadata_ or {}).get("audio_seconds"),
@@ -304,16 +316,36 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
     if claim is None:
         return False
     timings: dict[str, float] = {}
+    redaction: Redaction | None = None
     with _stage(uow, claim, settings, timings):
         t0 = time.perf_counter()
-        results = analyze(inp, settings)
+        if options.redact_pii:
+            # Personal data first: every other analysis reads the redacted text.
+            redaction = _redact(inp, stored_segments, options, claim, settings, timings)
+            inp = redaction.outcome.redacted_input
+        results = analyze(inp, settings, default_kinds(settings))
+        if redaction is not None:
+            results = [redaction.outcome.result, *results]
         timings["analyze"] = time.perf_counter() - t0
     for result in results:
         timings[f"analysis_{result.analysis_type}"] = result.seconds
     with uow() as session:
         if not jobs.still_holds(session, claim):
+            if redaction is not None and redaction.audio_ref:
+                with contextlib.suppress(Exception):  # an orphan copy; the winner writes its own
+                    storage.delete(redaction.audio_ref, settings)
             return False
         t1 = time.perf_counter()
+        if redaction is not None:
+            record_redaction(
+                session,
+                transcription_id,
+                redacted_text=redaction.outcome.redacted_text,
+                segments=redaction.outcome.redacted_segments,
+                spans=redaction.outcome.spans,
+                policy=redaction.policy,
+                audio_path=redaction.audio_ref,
+            )
         for result in results:
             analyses_db.record_analysis(
                 session,
@@ -326,6 +358,62 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
             )
         timings["analyze_db_write"] = time.perf_counter() - t1
         return jobs.complete(session, claim, timings=timings)
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """What the PII step of the analyze stage produced (see :func:`_redact`)."""
+
+    outcome: Any  # pipeline.analysis.pii.PiiOutcome (imported lazily: presidio is heavy)
+    policy: dict[str, Any]
+    audio_ref: str | None
+
+
+def _redact(
+    inp: Any,
+    segments: list[dict[str, Any]],
+    options: JobOptions,
+    claim: jobs.Claim,
+    settings: Settings,
+    timings: dict[str, float],
+) -> Redaction:
+    """Detect and redact personal data per the job's policy; with ``redact_audio``, store a
+    redacted copy of the audio beside the original (same storage backend)."""
+    from pipeline.analysis.pii import Policy, analyze_pii, pii_types_of
+
+    key = (
+        settings.pii_hash_key.get_secret_value().encode()
+        if settings.pii_hash_key
+        else claim.file_id.bytes
+    )
+    policy = Policy(pii_types_of(options.pii_types), options.pii_substitution, key)
+    started = time.perf_counter()
+    outcome = analyze_pii(inp, segments, policy, settings)
+    outcome = dataclasses.replace(
+        outcome,
+        result=dataclasses.replace(outcome.result, seconds=round(time.perf_counter() - started, 4)),
+    )
+    audio_ref = None
+    if options.redact_audio:
+        from pipeline.analysis.pii.audio import redact_audio
+
+        t0 = time.perf_counter()
+        spans = [(float(s["start"]), float(s["end"])) for s in outcome.spans]
+        with (
+            storage.open_local(claim.file_path, settings) as source,
+            tempfile.TemporaryDirectory(dir=_temp_dir(settings)) as work,
+        ):
+            copy = redact_audio(source, spans, Path(work), claim.file_format)
+            audio_ref = storage.get_storage(settings).put(copy, copy.suffix.lstrip(".")).ref
+        timings["redact_audio"] = time.perf_counter() - t0
+    described = {"types": list(policy.types), "substitution": policy.substitution}
+    return Redaction(outcome, described | {"audio": options.redact_audio}, audio_ref)
+
+
+def _temp_dir(settings: Settings) -> Path:
+    root = storage.temp_root(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def request_retranscription(

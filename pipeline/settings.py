@@ -158,6 +158,30 @@ class Settings(BaseSettings):
     spacy_model: str = Field("en_core_web_sm", description="spaCy pipeline for entities.")
     keyword_top_n: int = Field(8, ge=1)
     summary_sentences: int = Field(3, ge=1)
+    # --- call intelligence (docs/call-intelligence.md) ------------------------------------
+    pii_min_score: float = Field(
+        0.5, ge=0.0, le=1.0, description="Presidio score a PII finding needs to count."
+    )
+    pii_hash_key: SecretStr | None = Field(
+        None,
+        description="Key of the 'hash' PII substitution; unset: the file id (per-call hashes).",
+    )
+    topic_taxonomy: str | None = Field(
+        None,
+        description="JSON file of {label: description} for the topics analysis; unset: the "
+        "default contact-centre set.",
+    )
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible server for the llm_summary analysis (e.g. "
+        "http://127.0.0.1:11434/v1 for Ollama); unset: no LLM, extractive analyses only.",
+    )
+    llm_model: str | None = Field(None, description="Model name the LLM server knows.")
+    llm_api_key: SecretStr | None = Field(None, description="API key of the LLM server.")
+    llm_timeout_seconds: float = Field(60.0, gt=0, description="Per request to the LLM.")
+    llm_chunk_words: int = Field(
+        1500, ge=50, description="Transcript words per LLM request (map-reduce beyond)."
+    )
 
     preload_models: bool = Field(
         True, description="Load a worker process's models at start, not on its first task."

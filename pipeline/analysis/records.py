@@ -17,7 +17,18 @@ ANALYSIS_TYPES: tuple[AnalysisType, ...] = (
     AnalysisType.KEYWORDS,
     AnalysisType.ENTITIES,
     AnalysisType.CONVERSATION,
+    AnalysisType.CHAPTERS,
+    AnalysisType.TOPICS,
 )
+
+
+@dataclass(frozen=True)
+class WordText:
+    """One timed word of a segment (PII spans map back to these, and through them to times)."""
+
+    start: float
+    end: float
+    word: str
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,7 @@ class SegmentText:
     end: float
     text: str
     speaker: str | None = None  # channel label or diarization cluster (None: unlabelled)
+    words: tuple[WordText, ...] = ()  # empty when the engine gave no word times
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Iterable
 
 from db.models import AnalysisType
+from pipeline.analysis.chapters import analyze_chapters
 from pipeline.analysis.conversation import analyze_conversation
 from pipeline.analysis.entities import analyze_entities
 from pipeline.analysis.keywords import analyze_keywords
+from pipeline.analysis.llm import analyze_llm_summary
 from pipeline.analysis.records import ANALYSIS_TYPES, AnalysisInput, AnalysisResult
 from pipeline.analysis.sentiment import analyze_sentiment
 from pipeline.analysis.summary import analyze_summary
+from pipeline.analysis.topics import analyze_topics
 from pipeline.settings import Settings
 
 Analyzer = Callable[[AnalysisInput, Settings], AnalysisResult]
@@ -27,7 +30,17 @@ ANALYZERS: dict[str, Analyzer] = {
     AnalysisType.KEYWORDS: analyze_keywords,
     AnalysisType.ENTITIES: analyze_entities,
     AnalysisType.CONVERSATION: analyze_conversation,
+    AnalysisType.CHAPTERS: analyze_chapters,
+    AnalysisType.TOPICS: analyze_topics,
+    AnalysisType.LLM_SUMMARY: analyze_llm_summary,
 }
+
+
+def default_kinds(settings: Settings) -> tuple[str, ...]:
+    """What the analyze stage runs: :data:`ANALYSIS_TYPES`, plus ``llm_summary`` when an
+    OpenAI-compatible server is configured (``TELEAI_LLM_BASE_URL`` and ``TELEAI_LLM_MODEL``)."""
+    extra = (AnalysisType.LLM_SUMMARY,) if settings.llm_base_url and settings.llm_model else ()
+    return (*ANALYSIS_TYPES, *extra)
 
 
 def analyze_one(kind: str, inp: AnalysisInput, settings: Settings) -> AnalysisResult:

@@ -1,0 +1,216 @@
+"""Personal data in a transcript: which words, when, what kind, how sure.
+
+The words of every segment (their times from the transcriber; a segment without word times is
+split on spaces and its time shared out by characters) are normalised
+(:mod:`pipeline.analysis.pii.spoken`), Presidio runs on the normalised text
+(:mod:`pipeline.analysis.pii.engine`) in windows of whole pieces, and each span found maps back to
+the words it came from. Presidio's entity names become our types (:data:`PII_TYPES`); where two
+findings cover the same words the more specific type wins (an e-mail over the person in it, a card
+over a phone number, then the higher score).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pipeline.analysis.pii.engine import LANGUAGE, PRESIDIO_ENTITIES, load_pii_engine
+from pipeline.analysis.pii.spoken import Normalised, normalise
+from pipeline.analysis.records import AnalysisInput
+
+# Our types, in the order they are documented; also the names --pii-types accepts.
+PII_TYPES: tuple[str, ...] = (
+    "person",
+    "phone",
+    "email",
+    "card",
+    "bank_account",
+    "ssn",
+    "address",
+    "date_of_birth",
+    "ip",
+)
+ALIASES = {
+    "name": "person",
+    "phone_number": "phone",
+    "email_address": "email",
+    "credit_card": "card",
+    "credit_card_number": "card",
+    "iban": "bank_account",
+    "bank": "bank_account",
+    "account": "bank_account",
+    "us_ssn": "ssn",
+    "us_social_security_number": "ssn",
+    "location": "address",
+    "street_address": "address",
+    "dob": "date_of_birth",
+    "birthdate": "date_of_birth",
+    "ip_address": "ip",
+}
+FROM_PRESIDIO = {
+    "PERSON": "person",
+    "SPOKEN_PERSON": "person",
+    "PHONE_NUMBER": "phone",
+    "EMAIL_ADDRESS": "email",
+    "CREDIT_CARD": "card",
+    "IBAN_CODE": "bank_account",
+    "BANK_ACCOUNT": "bank_account",
+    "US_SSN": "ssn",
+    "SPOKEN_SSN": "ssn",
+    "LOCATION": "address",
+    "STREET_ADDRESS": "address",
+    "IP_ADDRESS": "ip",
+}
+# Higher wins an overlap (before the score).
+PRIORITY = {
+    "email": 9,
+    "card": 8,
+    "ssn": 7,
+    "bank_account": 6,
+    "ip": 6,
+    "phone": 5,
+    "date_of_birth": 4,
+    "address": 3,
+    "person": 2,
+}
+_BIRTH_CUE = re.compile(r"\b(?:born|birth|dob|d\.o\.b|birthday)\b[^.?!]{0,30}$", re.IGNORECASE)
+WINDOW_CHARS = 4000  # Presidio (spaCy) per call: bounded memory on long calls
+OVERLAP_PIECES = 12  # words shared by neighbouring windows, so no span is cut at a seam
+
+
+def pii_types_of(names: Iterable[str]) -> tuple[str, ...]:
+    """Our type names for ``names`` (aliases accepted); all types for none. ValueError names the
+    unknown ones."""
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for raw in names:
+        name = raw.strip().lower().replace("-", "_").replace(" ", "_")
+        name = ALIASES.get(name, name)
+        (chosen if name in PII_TYPES else unknown).append(name)
+    if unknown:
+        raise ValueError(f"unknown PII types {unknown}; known: {', '.join(PII_TYPES)}")
+    return tuple(dict.fromkeys(chosen)) or PII_TYPES
+
+
+@dataclass(frozen=True)
+class Token:
+    """One word of the transcript with its time and where it sits (segment, word index)."""
+
+    text: str
+    start: float
+    end: float
+    segment: int
+    word: int | None  # index into the segment's words; None when the segment had none
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of personal data: tokens ``first``..``last`` (inclusive) of the transcript."""
+
+    type: str
+    first: int
+    last: int
+    start: float
+    end: float
+    score: float
+    text: str  # as transcribed
+    normalized: str  # as detected ("4111111111111111")
+    recognizer: str
+
+
+def tokens_of(inp: AnalysisInput) -> list[Token]:
+    """Every word of ``inp`` in order, with times (see the module docstring)."""
+    tokens: list[Token] = []
+    for s, segment in enumerate(inp.segments):
+        if segment.words:
+            tokens += [
+                Token(w.word.strip(), w.start, w.end, s, i)
+                for i, w in enumerate(segment.words)
+                if w.word.strip()
+            ]
+            continue
+        parts = segment.text.split()
+        total = sum(len(p) + 1 for p in parts) or 1
+        at, span = 0, max(0.0, segment.end - segment.start)
+        for part in parts:
+            begin = segment.start + span * at / total
+            at += len(part) + 1
+            tokens.append(Token(part, begin, segment.start + span * at / total, s, None))
+    if not inp.segments and inp.text.strip():
+        tokens = [Token(p, 0.0, 0.0, 0, None) for p in inp.text.split()]
+    return tokens
+
+
+def _windows(norm: Normalised) -> list[tuple[int, int]]:
+    """Character windows of at most about :data:`WINDOW_CHARS`, on piece boundaries."""
+    pieces = norm.pieces
+    if not pieces or len(norm.text) <= WINDOW_CHARS:
+        return [(0, len(norm.text))]
+    out: list[tuple[int, int]] = []
+    first = 0
+    while first < len(pieces):
+        last = first
+        while last + 1 < len(pieces) and pieces[last + 1].end - pieces[first].start <= WINDOW_CHARS:
+            last += 1
+        out.append((pieces[first].start, pieces[last].end))
+        if last + 1 >= len(pieces):
+            break
+        first = max(first + 1, last + 1 - OVERLAP_PIECES)
+    return out
+
+
+def _our_type(entity: str, norm: Normalised, start: int) -> str | None:
+    if entity == "DATE_TIME":
+        return "date_of_birth" if _BIRTH_CUE.search(norm.text[max(0, start - 40) : start]) else None
+    return FROM_PRESIDIO.get(entity)
+
+
+def detect(tokens: Sequence[Token], spacy_model: str, min_score: float) -> list[Finding]:
+    """The personal data in ``tokens``, in transcript order, overlaps resolved."""
+    norm = normalise([t.text for t in tokens])
+    if not norm.text:
+        return []
+    engine = load_pii_engine(spacy_model)
+    candidates: list[Finding] = []
+    for begin, end in _windows(norm):
+        for hit in engine.analyze(
+            norm.text[begin:end], language=LANGUAGE, entities=list(PRESIDIO_ENTITIES)
+        ):
+            start, stop = begin + hit.start, begin + hit.end
+            kind = _our_type(hit.entity_type, norm, start)
+            score = 0.85 if kind == "date_of_birth" else float(hit.score)
+            if kind is None or score < min_score:
+                continue
+            words = norm.words_of(start, stop)
+            if words is None:
+                continue
+            first, last = words
+            recognizer = (hit.recognition_metadata or {}).get("recognizer_name", hit.entity_type)
+            candidates.append(
+                Finding(
+                    type=kind,
+                    first=first,
+                    last=last,
+                    start=tokens[first].start,
+                    end=tokens[last].end,
+                    score=round(score, 4),
+                    text=" ".join(t.text for t in tokens[first : last + 1]),
+                    normalized=norm.text[start:stop],
+                    recognizer=str(recognizer),
+                )
+            )
+    return resolve(candidates)
+
+
+def resolve(candidates: Iterable[Finding]) -> list[Finding]:
+    """Non-overlapping findings (in words): priority, then score, then length decide."""
+    ranked = sorted(
+        candidates,
+        key=lambda f: (-PRIORITY[f.type], -f.score, -(f.last - f.first), f.first),
+    )
+    kept: list[Finding] = []
+    for finding in ranked:
+        if all(finding.last < k.first or k.last < finding.first for k in kept):
+            kept.append(finding)
+    return sorted(kept, key=lambda f: f.first)

@@ -1,0 +1,284 @@
+"""Spoken forms to written ones, with a map from every character back to the words said.
+
+Callers read numbers and e-mail addresses aloud: "four one one one one one …", "double five",
+"maria dot gonzalez at gmail dot com". A recogniser written for text (Presidio's credit-card
+regex, ``phonenumbers``) finds none of that, and Whisper writes such speech in every way at
+once ("4111 1111 …", "4-1-1-1", "four one one one"). So before detection the words of a
+transcript are rewritten:
+
+* a run of digits, however said (digit words, "oh" inside a run, "double"/"triple", "twenty
+  one", "four hundred", digit groups such as ``4111`` or ``415-555``, "dash" between groups)
+  becomes one digit string: ``4111111111111111``; "dot"/"point" between digit groups becomes
+  ``.`` so a spoken IP address reads ``192.168.1.20``;
+* an address said with "at" and "dot" becomes ``maria.gonzalez@gmail.com`` (only when the
+  domain ends in a known top-level domain, so "look at this dot" stays as it was);
+* every other word is kept as it was written.
+
+Each rewritten piece remembers the first and last word it came from, so a span found in the
+normalised text maps back to word indices, and through them to times and to the original text.
+A run of digit words is only rewritten when it has at least two of them, so "this one" stays.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DIGITS = {
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+ZERO_INSIDE_RUN = frozenset({"oh", "o"})  # "four oh two": zero only next to other digits
+TEENS = {
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+REPEAT = {"double": 2, "triple": 3}
+RUN_JOINERS = frozenset({"dash", "hyphen", "-"})  # dropped inside a digit run
+RUN_POINTS = frozenset({"dot", "point"})  # "." inside a digit run (IP addresses)
+EMAIL_JOINERS = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
+# Top-level domains an address said aloud may end in (a said domain must end in one).
+TLDS = frozenset(
+    [
+        "com",
+        "net",
+        "org",
+        "edu",
+        "gov",
+        "io",
+        "co",
+        "uk",
+        "us",
+        "de",
+        "fr",
+        "es",
+        "it",
+        "nl",
+        "be",
+        "ch",
+        "at",
+        "ie",
+        "ca",
+        "au",
+        "nz",
+        "in",
+        "info",
+        "biz",
+        "me",
+        "tv",
+        "app",
+        "dev",
+        "ai",
+        "eu",
+        "mx",
+        "br",
+        "jp",
+        "cn",
+        "ru",
+        "se",
+        "no",
+        "dk",
+        "fi",
+        "pl",
+        "pt",
+    ]
+)
+_EDGE_PUNCT = "\"'“”‘’()[]{}<>,;:!?."
+_NUMERIC = re.compile(r"^\d+(?:[-,]\d+)*$")
+_IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_WORDISH = re.compile(r"^[\w.+'-]+$")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A piece of the normalised text: its characters and the words (inclusive) it came from."""
+
+    start: int
+    end: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """The normalised text and its pieces, in order, separated by single spaces."""
+
+    text: str
+    pieces: tuple[Piece, ...]
+
+    def words_of(self, start: int, end: int) -> tuple[int, int] | None:
+        """First and last word index behind characters ``[start, end)``; None if none."""
+        hit = [p for p in self.pieces if p.start < end and start < p.end]
+        if not hit:
+            return None
+        return min(p.first for p in hit), max(p.last for p in hit)
+
+
+def core(word: str) -> str:
+    """A word without surrounding punctuation, lower-cased ("Gonzalez," -> "gonzalez")."""
+    return word.strip().strip(_EDGE_PUNCT).lower()
+
+
+def _email_at(words: Sequence[str], at: int) -> tuple[int, int, str] | None:
+    """The e-mail address said around the word "at" at ``at``: (first, last, address)."""
+    # The domain: label (dot label)*, or a written "gmail.com"; it must end in a TLD.
+    labels: list[str] = []
+    j = at + 1
+    while j < len(words):
+        label = core(words[j])
+        if not label or not _WORDISH.match(label) or label in EMAIL_JOINERS:
+            break
+        labels.append(label)
+        if j + 2 < len(words) and core(words[j + 1]) in ("dot", "."):
+            j += 2
+            continue
+        break
+    domain = ".".join(labels)
+    if "." not in domain or domain.rsplit(".", 1)[-1] not in TLDS:
+        return None
+    # The user part: word ((dot|underscore|dash) word)* before "at".
+    k = at - 1
+    if k < 0 or not _WORDISH.match(core(words[k]) or "-"):
+        return None
+    user = [core(words[k])]
+    while k - 2 >= 0 and core(words[k - 1]) in EMAIL_JOINERS and _WORDISH.match(core(words[k - 2])):
+        user = [core(words[k - 2]), EMAIL_JOINERS[core(words[k - 1])], *user]
+        k -= 2
+    return k, j, "".join(user) + "@" + domain
+
+
+def _number_at(words: Sequence[str], i: int) -> tuple[str, int, int] | None:
+    """A number said from word ``i``: (digits, words used, digit words used) or None."""
+    w = core(words[i])
+    nxt = core(words[i + 1]) if i + 1 < len(words) else ""
+    if w in REPEAT and nxt in DIGITS:
+        return DIGITS[nxt] * REPEAT[w], 2, 2
+    if w in DIGITS:
+        if nxt == "hundred":
+            value, used = int(DIGITS[w]) * 100, 2
+            rest = _number_at(words, i + 2) if i + 2 < len(words) else None
+            after = core(words[i + 2]) if i + 2 < len(words) else ""
+            if rest is not None and (after in TENS or after in TEENS or after in DIGITS):
+                tail = int(rest[0]) if len(rest[0]) <= 2 else None
+                if tail is not None:
+                    return str(value + tail), used + rest[1], used + rest[1]
+            return str(value), used, used
+        return DIGITS[w], 1, 1
+    if w in TEENS:
+        return str(TEENS[w]), 1, 2
+    if w in TENS:
+        if nxt in DIGITS and nxt != "zero":
+            return str(TENS[w] + int(DIGITS[nxt])), 2, 2
+        return str(TENS[w]), 1, 2
+    if _NUMERIC.match(w) and not words[i].rstrip().endswith((",", ".")):
+        digits = w.replace("-", "").replace(",", "")
+        return digits, 1, 2
+    if _NUMERIC.match(w):  # ends a sentence or a list: a number of its own
+        return w.replace("-", "").replace(",", ""), 1, 2
+    return None
+
+
+def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
+    """The digit run starting at ``i``: (normalised text, words used, rewrite it?)."""
+    first = _number_at(words, i)
+    if first is None:
+        return None
+    parts, used, weight = [first[0]], first[1], first[2]
+    j = i + used
+    ends_clause = words[j - 1].rstrip().endswith((",", "."))
+    while j < len(words) and not ends_clause:
+        w = core(words[j])
+        if w in ZERO_INSIDE_RUN:
+            parts.append("0")
+            weight += 1
+            j += 1
+        elif w in RUN_JOINERS and j + 1 < len(words) and _number_at(words, j + 1):
+            j += 1
+            continue
+        elif w in RUN_POINTS and j + 1 < len(words) and _number_at(words, j + 1):
+            parts.append(".")
+            j += 1
+            continue
+        else:
+            nxt = _number_at(words, j)
+            if nxt is None:
+                break
+            parts.append(nxt[0])
+            weight += nxt[2]
+            j += nxt[1]
+        ends_clause = words[j - 1].rstrip().endswith((",", "."))
+    text = "".join(parts)
+    return text, j - i, weight >= 2
+
+
+def normalise(words: Sequence[str]) -> Normalised:
+    """The detection text of ``words`` (see the module docstring) with its piece map."""
+    emails: dict[int, tuple[int, str]] = {}
+    for at, word in enumerate(words):
+        if core(word) == "at":
+            found = _email_at(words, at)
+            if found is not None:
+                emails[found[0]] = (found[1], found[2])
+    pieces: list[Piece] = []
+    parts: list[str] = []
+    offset = 0
+
+    def emit(text: str, first: int, last: int) -> None:
+        nonlocal offset
+        if parts:
+            offset += 1  # the joining space
+        parts.append(text)
+        pieces.append(Piece(offset, offset + len(text), first, last))
+        offset += len(text)
+
+    i = 0
+    while i < len(words):
+        if i in emails:
+            last, address = emails[i]
+            emit(address, i, last)
+            i = last + 1
+            continue
+        stripped = words[i].strip()
+        if _IP.match(core(stripped)):
+            emit(core(stripped), i, i)
+            i += 1
+            continue
+        run = _digit_run(words, i)
+        if run is not None and run[2]:
+            text, used, _ = run
+            # The last word's closing punctuation stays: spaCy needs the sentence break.
+            closing = words[i + used - 1].rstrip()[-1:]
+            emit(text.strip(".") + (closing if closing in ".?!," else ""), i, i + used - 1)
+            i += used
+            continue
+        if stripped:
+            emit(stripped, i, i)
+        i += 1
+    return Normalised(" ".join(parts), tuple(pieces))
