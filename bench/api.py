@@ -14,12 +14,17 @@ process (a fixed number of requests in flight, each timed from send to last byte
   processes) sampled every 50 ms; target: it rises by < 50 MB.
 
 No worker runs: the point is the API; uploaded files stay queued. The API's Redis is database 3
-(TELEAI_API_REDIS_URL and the broker), flushed before and after.
+(TELEAI_API_REDIS_URL and the broker), flushed before and after. ``GET /healthz`` (no database,
+no credential) is measured the same way as a reference for what the machine gives any request.
+
+Filling 1,000,000 rows takes 10-20 minutes; ``TELEAI_BENCH_API_KEEP_DB=<name>`` keeps the filled
+database under that name and reuses it on the next run (drop it by hand when done).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -38,8 +43,9 @@ import redis
 from bench.context import Context
 from bench.dbfill import Scale, fill
 from bench.results import Section, Table, Target
-from bench.services import fresh_database
+from bench.services import ServiceConfig, fresh_database
 from db.engine import libpq_url
+from db.migrate import upgrade
 from interfaces.api.process import free_port, start_server, stop_server
 
 API_REDIS_DB = 3
@@ -49,6 +55,8 @@ READ_CONCURRENCY = 24
 UPLOADS_AT_ONCE = 200
 BIG_UPLOAD_BYTES = 500 * 1000 * 1000
 CHUNK = 1024 * 1024
+REFERENCE_PATH = "/healthz"
+REQUEST_TIMEOUT = 30.0
 HEAVY_USER = "md5('u1')::uuid"  # dbfill: one file in 100 is user 1's (a manager)
 # name -> path template with {id}: the status reads measured.
 READ_PATHS: dict[str, str] = {
@@ -88,7 +96,9 @@ async def bounded_reads(
     errors: dict[int, int] = {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
+    ) as client:
         for warm in ids[:50]:  # connections open, caches warm
             await client.get(template.format(id=warm))
         deadline = time.perf_counter() + seconds
@@ -97,8 +107,12 @@ async def bounded_reads(
         async def one_client() -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = await client.get(template.format(id=rng.choice(ids)))
-                await response.aread()
+                try:
+                    response = await client.get(template.format(id=rng.choice(ids)))
+                    await response.aread()
+                except httpx.TimeoutException:
+                    errors[0] = errors.get(0, 0) + 1  # 0: no answer within REQUEST_TIMEOUT
+                    continue
                 elapsed = time.perf_counter() - started
                 if response.status_code == 200:
                     latencies.append(elapsed)
@@ -119,7 +133,7 @@ async def bounded_reads(
     }
 
 
-async def many_uploads(base_url: str, key: str, count: int) -> list[httpx.Response]:
+async def many_uploads(base_url: str, key: str, count: int, tag: str) -> list[httpx.Response]:
     """``count`` uploads sent at once, each its own connection and distinct bytes."""
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "audio/wav"}
@@ -130,7 +144,7 @@ async def many_uploads(base_url: str, key: str, count: int) -> list[httpx.Respon
             *(
                 client.post(
                     "/api/v1/files",
-                    params={"file_name": f"burst-{i}.wav"},
+                    params={"file_name": f"burst-{tag}-{i}.wav"},
                     content=b"RIFF" + secrets.token_bytes(16 * 1024),
                 )
                 for i in range(count)
@@ -211,6 +225,35 @@ def _prepare(url: str) -> tuple[str, list[str], uuid.UUID]:
     return key, ids, user_id
 
 
+@contextlib.contextmanager
+def filled_database(services: ServiceConfig, scale: Scale, section: Section) -> Any:
+    """A database filled to ``scale``: fresh and dropped after, or kept under
+    ``TELEAI_BENCH_API_KEEP_DB`` (filled once, reused while it holds the files)."""
+    keep = os.environ.get("TELEAI_BENCH_API_KEEP_DB")
+    if not keep:
+        with fresh_database(services, "api") as url:
+            section.data["fill_seconds"] = fill(libpq_url(url), scale).steps
+            yield url
+        return
+    from sqlalchemy import make_url
+
+    url = make_url(services.admin_url).set(database=keep).render_as_string(hide_password=False)
+    with psycopg.connect(libpq_url(services.admin_url), autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (keep,)).fetchone()
+        if exists is None:
+            admin.execute(
+                psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(keep))
+            )
+    upgrade(libpq_url(url))
+    with psycopg.connect(libpq_url(url)) as conn:
+        files = conn.execute("SELECT count(*) FROM audio_files").fetchone()[0]  # type: ignore[index]
+    if files < scale.files:
+        section.data["fill_seconds"] = fill(libpq_url(url), scale).steps
+    else:
+        section.notes.append(f"Reused the database {keep} filled by an earlier run.")
+    yield url
+
+
 def run(ctx: Context) -> Section:
     section = Section("api", "HTTP API: status reads, 200 uploads at once, a 500 MB upload")
     scale = Scale.of(ctx.db_scale)
@@ -218,9 +261,7 @@ def run(ctx: Context) -> Section:
     redis.Redis.from_url(redis_url).flushdb()
     work = ctx.services.work_dir / "api"
     work.mkdir(parents=True, exist_ok=True)
-    with fresh_database(ctx.services, "api") as url:
-        filled = fill(libpq_url(url), scale)
-        section.data["fill_seconds"] = filled.steps
+    with filled_database(ctx.services, scale, section) as url:
         key, ids, user_id = _prepare(url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEAI_")}
         env.update(
@@ -250,7 +291,8 @@ def run(ctx: Context) -> Section:
         f"Database at scale {ctx.db_scale:g} ({scale.files:,} files); server: teleai serve "
         f"--workers {SERVER_WORKERS} connecting as the owner with SET ROLE teleai_app (the same "
         "policies as a teleai_app login); load generator: httpx in this process, on the same "
-        "machine (its CPU use competes with the server's)."
+        "machine (its CPU use competes with the server's). Error code 0: no answer within "
+        f"{REQUEST_TIMEOUT:.0f} s."
     )
     return section
 
@@ -260,7 +302,7 @@ def _reads(section: Section, base: str, key: str, ids: list[str], scale: Scale) 
         f"Status reads, {READ_CONCURRENCY} requests in flight for {READ_SECONDS:.0f} s",
         ["endpoint", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"],
     )
-    for name, template in READ_PATHS.items():
+    for name, template in {**READ_PATHS, "reference GET /healthz": REFERENCE_PATH}.items():
         result = asyncio.run(
             bounded_reads(base, key, template, ids, READ_SECONDS, READ_CONCURRENCY)
         )
@@ -269,6 +311,8 @@ def _reads(section: Section, base: str, key: str, ids: list[str], scale: Scale) 
             name, result["requests"], result["per_second"], result["p50_ms"], result["p90_ms"],
             result["p99_ms"], str(result["errors"] or "-"),
         )  # fmt: skip
+        if template == REFERENCE_PATH:
+            continue
         section.targets.append(
             Target(
                 f"status reads ({name}) at {scale.files:,} files",
@@ -281,8 +325,9 @@ def _reads(section: Section, base: str, key: str, ids: list[str], scale: Scale) 
 
 
 def _uploads(section: Section, base: str, key: str, url: str, user_id: uuid.UUID) -> None:
+    tag = secrets.token_hex(4)
     started = time.perf_counter()
-    responses = asyncio.run(many_uploads(base, key, UPLOADS_AT_ONCE))
+    responses = asyncio.run(many_uploads(base, key, UPLOADS_AT_ONCE, tag))
     seconds = time.perf_counter() - started
     codes: dict[int, int] = {}
     for response in responses:
@@ -292,8 +337,8 @@ def _uploads(section: Section, base: str, key: str, url: str, user_id: uuid.UUID
         recorded = {
             str(row[0])
             for row in conn.execute(
-                "SELECT id FROM audio_files WHERE user_id = %s AND file_name LIKE 'burst-%%'",
-                (user_id,),
+                "SELECT id FROM audio_files WHERE user_id = %s AND file_name LIKE %s",
+                (user_id, f"burst-{tag}-%"),
             )
         }
     lost = UPLOADS_AT_ONCE - len(answered & recorded)
