@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from db.models import Stage
 from tests.integration import oracle
 from tests.integration.faults.conftest import Cluster, SpeechCorpus, wait_until
 from workers.recovery import STAGE_TASKS, Broker
@@ -48,7 +49,7 @@ def _lost_rows_covered(cluster: Cluster, broker: Broker, lost: dict[str, tuple[s
     for file_id, stage, status, queued in rows:
         was_stage, arg = lost[file_id]
         moved_on = stage != was_stage or status not in ("pending", "processing") or not queued
-        if moved_on or (STAGE_TASKS[was_stage], arg) in present:
+        if moved_on or (STAGE_TASKS[Stage(was_stage)], arg) in present:
             covered += 1
     return covered
 
