@@ -26,7 +26,11 @@ import psycopg
 
 from db.engine import libpq_url
 
-ANALYSIS_TYPES = frozenset({"sentiment", "summary", "keywords", "entities", "conversation"})
+# Written out, not imported: the oracle must not trust the code it checks. Keep it equal to
+# pipeline.analysis.records.ANALYSIS_TYPES (the analyses every file gets).
+ANALYSIS_TYPES = frozenset(
+    {"sentiment", "summary", "keywords", "entities", "conversation", "chapters", "topics"}
+)
 UNFINISHED = frozenset({"pending", "processing"})
 MAX_MESSAGE_CHARS = 1000  # a reason a person reads, not a dump
 
