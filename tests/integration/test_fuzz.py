@@ -32,10 +32,10 @@ from tests.badinput import (
     fuzz_clips,
     fuzz_corpus,
     pool_pids,
-    private_redis,
     run_ingest,
 )
 from tests.conftest import PgAdmin
+from tests.harness import private_redis
 from tests.integration.conftest import Pipeline, _teleai, pipeline_env, stop_worker
 from workers import process
 
