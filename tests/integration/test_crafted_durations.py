@@ -9,7 +9,8 @@ generated in the run (ffmpeg, espeak-ng) and sent with the real ``teleai ingest 
   ``Duration`` element claims 10 s over 6 minutes: both ``failed`` at ingest, within seconds,
   with the limit's message, and the pool child's peak memory barely moves;
 - a FLAC claiming 10 s over 60 s (under the limit): ``completed`` with the decoded 60 s stored
-  in ``audio_files.duration_seconds``;
+  in ``audio_files.duration_seconds``, and (``TELEAI_BATCHED_MIN_SECONDS=50``) transcribed by
+  the batched pipeline, as the transcription's ``parameters`` record;
 - four minutes of speech with the low budget: ``failed`` at transcription with the budget's
   message, the same pool child still alive (a clean failure, not an OOM kill).
 """
@@ -55,6 +56,7 @@ def guarded(
     env["TELEAI_MAX_DURATION_SECONDS"] = str(LIMIT_S)
     env["TELEAI_TASK_MEMORY_BUDGET_MIB"] = str(BUDGET_MIB)
     env["TELEAI_WHISPER_CPU_THREADS"] = "2"
+    env["TELEAI_BATCHED_MIN_SECONDS"] = "50"  # the 60-s file takes the batched path
     log_dir = root / "logs"
     log_dir.mkdir()
     proc = start_worker(env, log_dir / "worker.log", concurrency=1, name="crafted")
@@ -137,6 +139,9 @@ def test_decoded_duration_is_stored(guarded: Pipeline, files: dict[str, Path]) -
     assert probe["duration_source"] == "decoded"
     assert probe["header_duration_seconds"] == pytest.approx(10.0)
     assert report["transcription"]["text"] == ""  # silence
+    parameters = report["transcription"]["metadata"]["parameters"]
+    assert (parameters["inference"], parameters["batch_size"]) == ("batched", 8), parameters
+    assert parameters["windows"] == 1
 
 
 def test_memory_budget_fails_the_file_not_the_worker(
