@@ -108,6 +108,42 @@ def normalise_segments(
     return out
 
 
+def redaction_summary(redaction: Any | None) -> dict[str, Any] | None:
+    """What a report says about a version's redaction (``db.models.TranscriptRedaction``):
+    the policy, how many spans of each type, whether a redacted audio copy exists."""
+    if redaction is None:
+        return None
+    counts: dict[str, int] = {}
+    for span in redaction.spans:
+        counts[span["type"]] = counts.get(span["type"], 0) + 1
+    return {
+        "policy": redaction.policy,
+        "counts": counts,
+        "spans": redaction.spans,
+        "audio": redaction.audio_path is not None,
+    }
+
+
+def apply_redaction(report: dict[str, Any], redaction: Any) -> dict[str, Any]:
+    """``report`` (the ``teleai show`` / API export form) with the transcript replaced by its
+    redacted form and the ``pii`` analysis (which holds the personal data) left out; the
+    other analyses of a redacted job were computed on the redacted text already."""
+    shown = dict(report)
+    transcription = dict(shown.get("transcription") or {})
+    transcription.update(
+        id=str(redaction.transcription_id),
+        version=redaction.version,
+        text=redaction.redacted_text,
+        segments=normalise_segments(redaction.segments, transcription.get("language_code")),
+        word_count=len(redaction.redacted_text.split()),
+        redacted=True,
+    )
+    shown["transcription"] = transcription
+    shown["analyses"] = [a for a in shown.get("analyses", []) if a["analysis_type"] != "pii"]
+    shown["redaction"] = redaction_summary(redaction)
+    return shown
+
+
 def render(fmt: ExportFormat, report: Mapping[str, Any]) -> str:
     """Render a ``teleai show`` report's latest transcription in ``fmt``."""
     transcription = report["transcription"]

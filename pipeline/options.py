@@ -107,6 +107,17 @@ class JobOptions(BaseModel):
             cleaned.append(term)
         return tuple(dict.fromkeys(cleaned))
 
+    @field_validator("pii_types")
+    @classmethod
+    def _pii_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Known types only (aliases such as credit_card or phone_number accepted), stored by
+        their own names; empty stays empty (all types)."""
+        if not value:
+            return value
+        from pipeline.pii_types import pii_types_of
+
+        return pii_types_of(value)
+
     @field_validator("webhook_url")
     @classmethod
     def _webhook_url(cls, value: str | None) -> str | None:
@@ -133,6 +144,8 @@ class JobOptions(BaseModel):
             raise ValueError("min_speakers is larger than max_speakers")
         if self.speakers and (self.min_speakers or self.max_speakers):
             raise ValueError("give either speakers or min_speakers/max_speakers, not both")
+        if (self.redact_audio or self.pii_types) and not self.redact_pii:
+            raise ValueError("redact_audio and pii_types need redact_pii")
         if bool(self.webhook_auth_header_name) != bool(self.webhook_auth_header_value):
             raise ValueError("webhook_auth_header_name and _value go together")
         return self

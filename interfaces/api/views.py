@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.analyses import analyses_for
-from db.models import Analysis, AudioFile, Transcription
+from db.models import Analysis, AudioFile, Transcription, TranscriptRedaction
+from pipeline.export import redaction_summary
 
 HIDDEN_METADATA = frozenset({"source_path"})
 
@@ -86,6 +87,23 @@ def transcript(version: Transcription) -> dict[str, Any]:
         "processing_time_seconds": jsonable(version.processing_time_seconds),
         "segments": version.segments,
         "created_at": jsonable(version.created_at),
+        "redacted": False,
+    }
+
+
+def redacted_transcript(redaction: TranscriptRedaction) -> dict[str, Any]:
+    """The redacted form of a version (migration 007): what callers who may not read the
+    unredacted transcript get, and what anyone gets with ``?redacted=true``."""
+    return {
+        "id": str(redaction.transcription_id),
+        "file_id": str(redaction.audio_file_id),
+        "version": redaction.version,
+        "text": redaction.redacted_text,
+        "word_count": len(redaction.redacted_text.split()),
+        "segments": redaction.segments,
+        "created_at": jsonable(redaction.created_at),
+        "redacted": True,
+        "redaction": redaction_summary(redaction),
     }
 
 
@@ -118,6 +136,22 @@ def analysis(row: Analysis) -> dict[str, Any]:
         "processing_time_seconds": jsonable(row.processing_time_seconds),
         "created_at": jsonable(row.created_at),
     }
+
+
+def redacted_report(
+    session: Session, row: AudioFile, redaction: TranscriptRedaction
+) -> dict[str, Any]:
+    """The export form of a redacted version: its redacted transcript and its analyses without
+    ``pii`` (the others were computed on the redacted text)."""
+    found = file_detail(row)
+    found["transcription"] = redacted_transcript(redaction)
+    found["analyses"] = [
+        analysis(a)
+        for a in analyses_for(session, redaction.transcription_id)
+        if a.analysis_type != "pii"
+    ]
+    found["redaction"] = redaction_summary(redaction)
+    return found
 
 
 def report(session: Session, row: AudioFile, version: Transcription | None) -> dict[str, Any]:

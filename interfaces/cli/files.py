@@ -148,6 +148,14 @@ def ingest(
     pii_types: Annotated[
         str | None, typer.Option(help="With --redact-pii: types, e.g. card,phone,email.")
     ] = None,
+    pii_substitution: Annotated[
+        str | None,
+        typer.Option(help="With --redact-pii: type ([PHONE]), mask (####) or hash."),
+    ] = None,
+    redact_audio: Annotated[
+        bool,
+        typer.Option("--redact-audio", help="With --redact-pii: also a redacted audio copy."),
+    ] = False,
 ) -> None:
     """Submit audio files for ingest -> transcribe -> analyze."""
     options = job_options(
@@ -163,6 +171,8 @@ def ingest(
         channel_labels=channel_labels,
         redact_pii=redact_pii or None,
         pii_types=pii_types,
+        pii_substitution=pii_substitution,
+        redact_audio=redact_audio or None,
     )
     check_services()
     rows = submit_paths(paths, user=user, force=force, options=options)
@@ -250,14 +260,19 @@ def wait_for(ids: list[str], *, timeout: float, live: bool) -> dict[str, dict[st
 # --- inspection -----------------------------------------------------------------------------
 
 
-def file_report(file_id: uuid.UUID) -> dict[str, Any] | None:
-    """Everything about one file: columns, stage timings, latest transcription, its analyses."""
+def file_report(file_id: uuid.UUID, *, redacted: bool = False) -> dict[str, Any] | None:
+    """Everything about one file: columns, stage timings, latest transcription, its analyses.
+
+    ``redacted``: the redacted form of a ``redact_pii`` job (docs/call-intelligence.md); a
+    file without redaction is shown as it is. The CLI runs as the operator, who may read both.
+    """
     from sqlalchemy import inspect as sa_inspect
 
     from db.analyses import analyses_for
     from db.models import AudioFile
+    from db.redactions import redaction_of
     from db.transcripts import latest_transcription
-    from pipeline.export import normalise_segments
+    from pipeline.export import apply_redaction, normalise_segments, redaction_summary
 
     with uow() as session:
         row = session.get(AudioFile, file_id)
@@ -299,6 +314,10 @@ def file_report(file_id: uuid.UUID) -> dict[str, Any] | None:
                 }
                 for a in analyses_for(session, version.id)
             ]
+            found = redaction_of(session, version.id)
+            report["redaction"] = redaction_summary(found)
+            if redacted and found is not None:
+                report = apply_redaction(report, found)
     return report
 
 
@@ -309,10 +328,13 @@ def show(
     versions: Annotated[
         bool, typer.Option("--versions", help="Also list every transcription version.")
     ] = False,
+    redacted: Annotated[
+        bool, typer.Option("--redacted", help="The redacted transcript (redact-pii jobs).")
+    ] = False,
 ) -> None:
     """Status, metadata, stage timings, latest transcript and analyses of one file."""
     check_services()
-    report = file_report(parse_id(file_id))
+    report = file_report(parse_id(file_id), redacted=redacted)
     if report is None:
         die(f"no audio file {file_id}")
     if versions:
@@ -375,6 +397,10 @@ def print_report(report: dict[str, Any] | str) -> None:
             f"{t['language_code']}, confidence {t['confidence_score']}, {t['engine']} "
             f"{t['engine_version']}, model {t['model']}"
         )
+        if t.get("redacted"):
+            about += ", redacted"
+        elif report.get("redaction"):
+            about += ", unredacted (--redacted for the redacted form)"
         out.print(f"[bold]transcript v{t['version']}[/] ({shown(about)}):")
         out.print(f"  {shown(t['text'])}", highlight=False)
     for analysis in report["analyses"]:
@@ -395,6 +421,25 @@ def _analysis_line(kind: str, result: dict[str, Any]) -> str:
         return "  " + ", ".join(k["keyword"] for k in result["keywords"])
     if kind == "entities":
         return "  " + ", ".join(f"{e['text']} ({e['label']})" for e in result["entities"])
+    if kind == "summary" and result.get("too_short"):
+        return f"  ({result['note']})"
+    if kind == "pii":
+        counts = ", ".join(f"{n} {t}" for t, n in result["counts"].items()) or "none found"
+        return f"  {counts}; redacted: {result['redacted_text']}"
+    if kind == "chapters":
+        return "\n".join(
+            f"  {c['start']:7.1f}-{c['end']:7.1f}s  {c['headline']}: {c['summary']}"
+            for c in result["chapters"]
+        )
+    if kind == "topics":
+        labels = ", ".join(f"{t['label']} {t['score']:.2f}" for t in result["call"]["labels"])
+        return f"  {labels or 'no topic above the threshold'}"
+    if kind == "llm_summary":
+        head = f"  [{result['source']}] {result['summary']}"
+        if result.get("fallback_reason"):
+            head += f"\n  (fallback: {result['fallback_reason']})"
+        items = "".join(f"\n  - {item}" for item in result.get("action_items", []))
+        return head + items
     if kind == "conversation":
         talk = ", ".join(
             f"{who} {s['talk_ratio']:.0%} ({s['words_per_minute']:.0f} wpm, "

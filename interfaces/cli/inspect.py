@@ -23,14 +23,20 @@ def export(
     file_id: Annotated[str, typer.Argument(help="Audio file id.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="txt, json, srt or vtt.")] = "txt",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    redacted: Annotated[
+        bool,
+        typer.Option("--redacted", help="The redacted transcript (exit 2 if the job had none)."),
+    ] = False,
 ) -> None:
     """Export the latest transcript (subtitles come from the stored segment timestamps)."""
     if fmt not in EXPORT_FORMATS:
         die(f"unknown format '{fmt}'; choose one of {', '.join(EXPORT_FORMATS)}")
     check_services()
-    report = file_report(parse_id(file_id))
+    report = file_report(parse_id(file_id), redacted=redacted)
     if report is None:
         die(f"no audio file {file_id}")
+    if redacted and report["transcription"] and not report["transcription"].get("redacted"):
+        die(f"file {file_id} has no redacted transcript (submit it with --redact-pii)")
     if report["transcription"] is None:
         die(f"file {file_id} has no transcription yet (status: {report['status']})")
     text = render(fmt, report)

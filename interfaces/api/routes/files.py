@@ -19,7 +19,8 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from db.models import AudioFile, AudioFormat, FileStatus, Transcription
+from db.models import AudioFile, AudioFormat, FileStatus, Transcription, TranscriptRedaction
+from db.redactions import latest_redaction, redactions_of_file
 from db.transcripts import MAX_SEARCH_RESULTS, latest_transcription, list_versions
 from db.transcripts import search_transcripts as search_db
 from interfaces.api import views
@@ -166,12 +167,61 @@ def _version(session: Session, file_id: uuid.UUID, version: int | None) -> Trans
     raise ApiError(404, f"this file has no transcript version {version}")
 
 
+def _redaction(
+    session: Session, file_id: uuid.UUID, version: int | None
+) -> TranscriptRedaction | None:
+    if version is None:
+        return latest_redaction(session, file_id)
+    return next((r for r in redactions_of_file(session, file_id) if r.version == version), None)
+
+
+RedactedQuery = Annotated[
+    bool, Query(description="The redacted form (redact_pii jobs); 404 when there is none")
+]
+
+
+def _readable(
+    session: Session, file_id: uuid.UUID, version: int | None, redacted: bool
+) -> Transcription | TranscriptRedaction:
+    """The version the caller asked for, in the form they may read: the unredacted row when
+    migration 007 lets them and they did not ask for ``redacted``, else its redacted form."""
+    found = _redaction(session, file_id, version)
+    try:
+        chosen: Transcription | None = _version(session, file_id, version)
+    except ApiError:
+        if found is None:
+            raise
+        chosen = None  # hidden by the policies: this caller reads the redacted form
+    if chosen is not None and found is not None and found.transcription_id != chosen.id:
+        found = None  # a newer version whose redaction is not written yet
+    if redacted and found is None:
+        raise ApiError(404, "this transcript has no redacted form (submitted without redact_pii)")
+    if redacted or chosen is None:
+        assert found is not None
+        return found
+    return chosen
+
+
+def _report(
+    session: Session, row: AudioFile, readable: Transcription | TranscriptRedaction
+) -> dict[str, Any]:
+    if isinstance(readable, TranscriptRedaction):
+        return views.redacted_report(session, row, readable)
+    return views.report(session, row, readable)
+
+
 @router.get("/files/{file_id}/transcript", summary="The latest transcript, or ?version=N")
 def get_transcript(
-    who: Reader, file_id: uuid.UUID, version: Annotated[int | None, Query(ge=1)] = None
+    who: Reader,
+    file_id: uuid.UUID,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    redacted: RedactedQuery = False,
 ) -> dict[str, Any]:
     visible_file(who.session, file_id)
-    return views.transcript(_version(who.session, file_id, version))
+    readable = _readable(who.session, file_id, version, redacted)
+    if isinstance(readable, TranscriptRedaction):
+        return views.redacted_transcript(readable)
+    return views.transcript(readable)
 
 
 @router.get("/files/{file_id}/versions", summary="Every transcript version, oldest first")
@@ -182,14 +232,17 @@ def get_versions(who: Reader, file_id: uuid.UUID) -> dict[str, Any]:
 
 @router.get("/files/{file_id}/analyses", summary="Analyses of the latest (or ?version=) transcript")
 def get_analyses(
-    who: Reader, file_id: uuid.UUID, version: Annotated[int | None, Query(ge=1)] = None
+    who: Reader,
+    file_id: uuid.UUID,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    redacted: RedactedQuery = False,
 ) -> dict[str, Any]:
     session = who.session
-    visible_file(session, file_id)
-    chosen = _version(session, file_id, version)
-    found = views.report(session, visible_file(session, file_id), chosen)
-    return {"transcription_id": str(chosen.id), "version": chosen.version,
-            "items": found["analyses"]}  # fmt: skip
+    row = visible_file(session, file_id)
+    found = _report(session, row, _readable(session, file_id, version, redacted))
+    transcription = found["transcription"]
+    return {"transcription_id": transcription["id"], "version": transcription["version"],
+            "redacted": transcription["redacted"], "items": found["analyses"]}  # fmt: skip
 
 
 @router.get(
@@ -202,11 +255,12 @@ def export(
     file_id: uuid.UUID,
     fmt: Literal["txt", "json", "srt", "vtt"],
     version: Annotated[int | None, Query(ge=1)] = None,
+    redacted: RedactedQuery = False,
 ) -> Response:
     assert fmt in EXPORT_FORMATS
     session = who.session
     row = visible_file(session, file_id)
-    found = views.report(session, row, _version(session, file_id, version))
+    found = _report(session, row, _readable(session, file_id, version, redacted))
     chosen: ExportFormat = fmt
     return Response(
         render(chosen, found),

@@ -18,36 +18,10 @@ from dataclasses import dataclass
 from pipeline.analysis.pii.engine import LANGUAGE, PRESIDIO_ENTITIES, load_pii_engine
 from pipeline.analysis.pii.spoken import Normalised, normalise
 from pipeline.analysis.records import AnalysisInput
+from pipeline.pii_types import PII_TYPES, pii_types_of
 
-# Our types, in the order they are documented; also the names --pii-types accepts.
-PII_TYPES: tuple[str, ...] = (
-    "person",
-    "phone",
-    "email",
-    "card",
-    "bank_account",
-    "ssn",
-    "address",
-    "date_of_birth",
-    "ip",
-)
-ALIASES = {
-    "name": "person",
-    "phone_number": "phone",
-    "email_address": "email",
-    "credit_card": "card",
-    "credit_card_number": "card",
-    "iban": "bank_account",
-    "bank": "bank_account",
-    "account": "bank_account",
-    "us_ssn": "ssn",
-    "us_social_security_number": "ssn",
-    "location": "address",
-    "street_address": "address",
-    "dob": "date_of_birth",
-    "birthdate": "date_of_birth",
-    "ip_address": "ip",
-}
+__all__ = ["PII_TYPES", "Finding", "Token", "detect", "pii_types_of", "resolve", "tokens_of"]
+
 FROM_PRESIDIO = {
     "PERSON": "person",
     "SPOKEN_PERSON": "person",
@@ -77,20 +51,6 @@ PRIORITY = {
 _BIRTH_CUE = re.compile(r"\b(?:born|birth|dob|d\.o\.b|birthday)\b[^.?!]{0,30}$", re.IGNORECASE)
 WINDOW_CHARS = 4000  # Presidio (spaCy) per call: bounded memory on long calls
 OVERLAP_PIECES = 12  # words shared by neighbouring windows, so no span is cut at a seam
-
-
-def pii_types_of(names: Iterable[str]) -> tuple[str, ...]:
-    """Our type names for ``names`` (aliases accepted); all types for none. ValueError names the
-    unknown ones."""
-    chosen: list[str] = []
-    unknown: list[str] = []
-    for raw in names:
-        name = raw.strip().lower().replace("-", "_").replace(" ", "_")
-        name = ALIASES.get(name, name)
-        (chosen if name in PII_TYPES else unknown).append(name)
-    if unknown:
-        raise ValueError(f"unknown PII types {unknown}; known: {', '.join(PII_TYPES)}")
-    return tuple(dict.fromkeys(chosen)) or PII_TYPES
 
 
 @dataclass(frozen=True)
