@@ -4,7 +4,8 @@ The crash is real: the transcription worker runs in a memory cgroup (v1) whose l
 room for ordinary recordings but not for decoding three hours of audio to 16 kHz float32
 (~0.7 GB, twice that while the chunks are joined). The kernel's OOM killer ends the child that
 decodes it with SIGKILL, Celery puts the message back, and after ``TELEAI_MAX_ATTEMPTS`` claims
-the row is failed by the next one. No test hook in the product is involved.
+the row is failed by the next one. No test hook in the product is involved; its own guards
+(windowed decoding, the in-task memory budget) are switched off for that worker by settings.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup/memory")
 HEADROOM_BYTES = 400 * 1024 * 1024  # ordinary work needs a few MB; the poison needs > 1 GB
 POISON_SECONDS = 3 * 3600
 GOOD_FILES = 8
+UNGUARDED = {
+    "TELEAI_TASK_MEMORY_BUDGET_MIB": "0",  # no in-task memory guard
+    "TELEAI_TRANSCRIBE_WINDOW_SECONDS": str(POISON_SECONDS + 60),  # decode it in one piece
+}
 
 
 @pytest.fixture
@@ -74,8 +79,15 @@ def test_file_that_kills_its_worker_fails_after_max_attempts(
 ) -> None:
     workers.consume("w1", "transcribe", enabled=False)
     join_cgroup = f'echo $$ > {memory_cgroup / "cgroup.procs"} && exec "$@"'
+    # The product now guards against this (windowed decoding, an in-task memory budget), so
+    # both are switched off here: the poison must really take its worker down, as a blow-up
+    # the guards do not catch would.
     workers.start_worker(
-        "oom", queues="transcribe", concurrency=2, wrapper=("sh", "-c", join_cgroup, "sh")
+        "oom",
+        queues="transcribe",
+        concurrency=2,
+        wrapper=("sh", "-c", join_cgroup, "sh"),
+        env=UNGUARDED,
     )
     usage = int((memory_cgroup / "memory.usage_in_bytes").read_text())
     (memory_cgroup / "memory.limit_in_bytes").write_text(str(usage + HEADROOM_BYTES))
