@@ -100,7 +100,8 @@ async def bounded_reads(
         base_url=base_url, headers=headers, limits=limits, timeout=REQUEST_TIMEOUT
     ) as client:
         for warm in ids[:50]:  # connections open, caches warm
-            await client.get(template.format(id=warm))
+            with contextlib.suppress(httpx.TimeoutException):
+                await client.get(template.format(id=warm))
         deadline = time.perf_counter() + seconds
         rng = random.Random(7)
 
@@ -303,9 +304,13 @@ def _reads(section: Section, base: str, key: str, ids: list[str], scale: Scale) 
         ["endpoint", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"],
     )
     for name, template in {**READ_PATHS, "reference GET /healthz": REFERENCE_PATH}.items():
-        result = asyncio.run(
-            bounded_reads(base, key, template, ids, READ_SECONDS, READ_CONCURRENCY)
-        )
+        try:
+            result = asyncio.run(
+                bounded_reads(base, key, template, ids, READ_SECONDS, READ_CONCURRENCY)
+            )
+        except (httpx.HTTPError, statistics.StatisticsError) as error:
+            section.notes.append(f"{name}: not measured ({type(error).__name__}: {error})")
+            continue
         section.data[f"reads {name}"] = result
         table.add(
             name, result["requests"], result["per_second"], result["p50_ms"], result["p90_ms"],

@@ -11,9 +11,9 @@ valid credential per user.
 scope), enforces the idle timeout and the per-key rate limit, and hands the handler a
 :class:`Caller` whose ``session`` is that transaction: reads need no second round of BEGIN and
 credential. It commits after the handler returned and *before* the response is sent
-(``Depends(scope="function")``), so a failed commit is the client's error, never a lie. Handlers
-that must commit before doing something else (send a task message after the row changed) open
-their own unit of work with :func:`unit`.
+(``Depends(scope="function")``), so a failed commit is the client's error, never a lie.
+:func:`unit` is that same transaction while the request lasts (one connection per request);
+handlers that must commit before doing something else call ``who.session.commit()``.
 """
 
 from __future__ import annotations
@@ -207,8 +207,19 @@ Admin = Annotated[Caller, needs("admin")]
 
 @contextmanager
 def unit(who: Caller) -> Iterator[Session]:
-    """A unit of work of its own as the caller (committed when the block ends): for changes
-    that must be committed before the handler goes on, and for streams that outlive the
-    request's transaction. Plain reads use ``who.session``."""
+    """A unit of work as the caller.
+
+    Inside a request this is the request's own transaction (a savepoint of it: an error in the
+    block undoes the block), committed before the response: a second connection per request
+    would deadlock the pool under load (every connection held by a request waiting for
+    another). Outside one (a stream polling after its request ended, ``resolve()``) it is a
+    transaction of its own, committed when the block ends. A handler that must have its change
+    committed before it goes on (sending a task message about the row) calls
+    ``who.session.commit()``.
+    """
+    if who.session is not None and who.session.in_transaction():
+        with who.session.begin_nested():
+            yield who.session
+        return
     with access.acting_with(app_engine(), who.credential) as session:
         yield session
