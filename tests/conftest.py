@@ -21,7 +21,9 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -289,6 +291,23 @@ def engine(database_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
+
+
+@pytest.fixture
+def uow(engine: Engine) -> Callable[[], AbstractContextManager[Session]]:
+    """Units of work (one committed transaction each) on the test's own database."""
+    return lambda: db_engine.unit_of_work(engine)
+
+
+@pytest.fixture
+def owner(uow: Callable[[], AbstractContextManager[Session]]) -> uuid.UUID:
+    """An ordinary account that test files are submitted for."""
+    from db.users import create_user
+
+    with uow() as session:
+        return create_user(
+            session, email="owner@example.com", username="owner", password="pw-1234567"
+        ).id
 
 
 @pytest.fixture(scope="session")

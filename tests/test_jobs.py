@@ -1,4 +1,4 @@
-"""The row state machine on real PostgreSQL: claims, leases, fencing, failure, reaping."""
+"""The row state machine on real PostgreSQL: claims, leases, fencing, failure, supersede."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import unit_of_work
 from db.files import record_upload
-from db.models import AudioFile, Stage
+from db.models import AudioFile, FileStatus, Stage
 from db.users import create_user
 from pipeline import jobs
 from pipeline.errors import CorruptAudio
@@ -268,3 +268,67 @@ def test_job_finished_is_logged_once_after_commit_for_both_outcomes(
         assert jobs.complete(session, again, timings={"transcribe": 1.5})
     assert [(e["event"], e["outcome"]) for e in logs] == [("job_finished", "completed")]
     assert logs[0]["stage_seconds"]["transcribe"] == 1.5
+
+
+# --- supersede: a submission whose file changed afterwards (the drop folder) ------------------
+# It ends ``failed`` with the superseded message whatever it was doing, and a worker that still
+# holds a claim on it can no longer write.
+
+
+def _supersede(engine: Engine, file_id: uuid.UUID) -> FileStatus | None:
+    with unit_of_work(engine) as session:
+        return jobs.supersede(session, file_id)
+
+
+def _held(engine: Engine, file_id: uuid.UUID, stage: Stage) -> jobs.Claim:
+    claim = _claim(engine, file_id, stage)
+    assert claim is not None
+    return claim
+
+
+def test_a_queued_submission_is_cancelled(engine: Engine, file_id: uuid.UUID) -> None:
+    assert _supersede(engine, file_id) is FileStatus.PENDING
+    row = _row(engine, file_id)
+    assert (row.status, row.error_message) == ("failed", jobs.SUPERSEDED)
+    assert row.error_details is not None and row.error_details["superseded"] is True
+    assert row.error_details["previous_status"] == "pending"
+    assert row.processing_completed_at is not None
+    # Its message arriving afterwards finds nothing to claim.
+    with unit_of_work(engine) as session:
+        assert jobs.claim(session, file_id, Stage.INGEST, lease_seconds=60, max_attempts=3) is None
+
+
+def test_a_worker_mid_stage_is_fenced_out(engine: Engine, file_id: uuid.UUID) -> None:
+    claim = _held(engine, file_id, Stage.INGEST)
+    with unit_of_work(engine) as session:
+        assert jobs.advance(session, claim, Stage.TRANSCRIBE, timings={})
+    transcribing = _held(engine, file_id, Stage.TRANSCRIBE)
+
+    assert _supersede(engine, file_id) is FileStatus.PROCESSING
+
+    with unit_of_work(engine) as session:  # everything the worker would write next is refused
+        assert not jobs.still_holds(session, transcribing)
+        assert not jobs.renew(session, transcribing, lease_seconds=60)
+        assert not jobs.advance(session, transcribing, Stage.ANALYZE, timings={})
+        assert not jobs.complete(session, transcribing, timings={})
+    row = _row(engine, file_id)
+    assert (row.status, row.stage, row.error_message) == ("failed", "transcribe", jobs.SUPERSEDED)
+    assert row.error_details is not None and row.error_details["stage"] == "transcribe"
+
+
+def test_a_completed_submission_is_retracted_and_a_failed_one_left_alone(
+    engine: Engine, file_id: uuid.UUID
+) -> None:
+    claim = _held(engine, file_id, Stage.INGEST)
+    with unit_of_work(engine) as session:
+        assert jobs.complete(session, claim, timings={})
+    finished_at = _row(engine, file_id).processing_completed_at
+
+    assert _supersede(engine, file_id) is FileStatus.COMPLETED
+    row = _row(engine, file_id)
+    assert (row.status, row.error_message) == ("failed", jobs.SUPERSEDED)
+    assert row.processing_completed_at == finished_at
+    # Twice is harmless: an already failed row keeps what it says.
+    assert _supersede(engine, file_id) is None
+    assert _supersede(engine, uuid.uuid4()) is None
+    assert _row(engine, file_id).error_message == jobs.SUPERSEDED

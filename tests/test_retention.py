@@ -14,27 +14,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
-from db.engine import unit_of_work
 from db.models import AudioFile
-from db.users import create_user
 from pipeline import runner, storage
 from pipeline.intake import record_submission
 from pipeline.retention import purge_deleted
 from pipeline.settings import Settings
 from tests.storage_server import APP_KEY, APP_SECRET, REGION, SeaweedS3, free_port
-
-
-@pytest.fixture
-def uow(engine: Engine) -> runner.UnitOfWork:
-    return lambda: unit_of_work(engine)
-
-
-@pytest.fixture
-def owner(uow: runner.UnitOfWork) -> uuid.UUID:
-    with uow() as session:
-        return create_user(
-            session, email="ret@example.com", username="ret", password="pw-1234567"
-        ).id
 
 
 def _local(database_url: str, tmp_path: Path) -> Settings:

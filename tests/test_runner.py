@@ -11,9 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from bench.wer import word_error_rate
-from db.engine import unit_of_work
 from db.models import Analysis, AudioFile, Transcription
-from db.users import create_user
 from pipeline import intake, runner
 from pipeline.analysis.records import ANALYSIS_TYPES
 from pipeline.errors import EmptyAudio, UnsupportedAudio
@@ -26,19 +24,6 @@ SENTENCE = "Please send the quarterly report to the finance team before Monday m
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=SecretStr(database_url), storage_dir=tmp_path / "storage")
-
-
-@pytest.fixture
-def uow(engine: Engine) -> runner.UnitOfWork:
-    return lambda: unit_of_work(engine)
-
-
-@pytest.fixture
-def owner(uow: runner.UnitOfWork) -> uuid.UUID:
-    with uow() as session:
-        return create_user(
-            session, email="rita@example.com", username="rita", password="pw-123456"
-        ).id
 
 
 def _submit(uow: runner.UnitOfWork, path: Path, owner: uuid.UUID, settings: Settings) -> uuid.UUID:

@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine
 
-from db.engine import unit_of_work
 from db.models import AudioFile
-from db.users import create_user
 from pipeline import runner
 from pipeline.errors import StoredFileMissing
 from pipeline.intake import record_submission
@@ -46,19 +43,6 @@ def settings(s3_server: SeaweedS3, bucket: str, database_url: str, tmp_path: Pat
         s3_access_key_id=SecretStr(APP_KEY),
         s3_secret_access_key=SecretStr(APP_SECRET),
     )
-
-
-@pytest.fixture
-def uow(engine: Engine) -> runner.UnitOfWork:
-    return lambda: unit_of_work(engine)
-
-
-@pytest.fixture
-def owner(uow: runner.UnitOfWork) -> uuid.UUID:
-    with uow() as session:
-        return create_user(
-            session, email="sam@example.com", username="sam", password="pw-123456"
-        ).id
 
 
 def left_behind(settings: Settings) -> list[Path]:

@@ -101,9 +101,8 @@ def submit(
         return SubmitResult(Outcome.REFUSED, shown, reason=reason)
     if recorded.duplicate_of is not None:
         queued = _requeue_if_waiting(recorded.duplicate_of, settings)
-        return SubmitResult(
-            Outcome.DUPLICATE, recorded.file_name, recorded.file_id, queued=queued is not False
-        )
+        # The name the caller submitted (the earlier row may carry another one).
+        return SubmitResult(Outcome.DUPLICATE, shown, recorded.file_id, queued=queued is not False)
     sent = send_ingest(recorded.file_id)
     return SubmitResult(
         Outcome.CREATED,
