@@ -3,6 +3,12 @@
 
 DROP POLICY IF EXISTS analyses_pii_unredacted ON analyses;
 DROP POLICY IF EXISTS transcriptions_pii_unredacted ON transcriptions;
+DROP POLICY IF EXISTS analyses_own_select ON analyses;
+CREATE POLICY analyses_own_select ON analyses FOR SELECT TO teleai_app
+    USING ((SELECT current_app_role()) IS NOT NULL AND EXISTS (
+        SELECT 1 FROM transcriptions t JOIN audio_files f ON f.id = t.audio_file_id
+        WHERE t.id = analyses.transcription_id AND f.user_id = (SELECT current_app_user_id())));
+DROP FUNCTION IF EXISTS transcription_owner_id(uuid);
 
 -- Search as 003 defined it.
 CREATE OR REPLACE FUNCTION search_latest_transcriptions(

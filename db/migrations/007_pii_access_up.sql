@@ -101,6 +101,21 @@ CREATE POLICY transcriptions_pii_unredacted ON transcriptions AS RESTRICTIVE FOR
 CREATE POLICY analyses_pii_unredacted ON analyses AS RESTRICTIVE FOR SELECT TO teleai_app
     USING (analysis_type <> 'pii' OR pii_unredacted_visible_for_transcription(transcription_id));
 
+-- 002's analyses_own_select found the owner through transcriptions, whose rows the restrictive
+-- policy above now hides from a viewer of their own redacted file; it would lose the (redacted)
+-- analyses too. The owner is looked up by a definer function instead (same rule as before).
+CREATE FUNCTION transcription_owner_id(transcription_id uuid) RETURNS uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    SELECT f.user_id FROM public.transcriptions t JOIN public.audio_files f
+        ON f.id = t.audio_file_id WHERE t.id = transcription_id
+$$;
+REVOKE ALL ON FUNCTION transcription_owner_id(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION transcription_owner_id(uuid) TO teleai_app;
+DROP POLICY analyses_own_select ON analyses;
+CREATE POLICY analyses_own_select ON analyses FOR SELECT TO teleai_app
+    USING ((SELECT current_app_role()) IS NOT NULL
+           AND transcription_owner_id(transcription_id) = (SELECT current_app_user_id()));
+
 -- Search (003) with the same rule.
 CREATE OR REPLACE FUNCTION search_latest_transcriptions(
     search_query text, max_results integer DEFAULT 20, only_owner uuid DEFAULT NULL)
