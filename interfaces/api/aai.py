@@ -14,8 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from db.models import Analysis, AudioFile, Transcription
+from db.models import Analysis, AudioFile
 from interfaces.api.compat import (
+    Readable,
     TimedWord,
     iso,
     paragraphs_of,
@@ -31,6 +32,7 @@ MAPPED: Final = frozenset(
         "speakers_expected", "speaker_options", "multichannel", "word_boost", "keyterms_prompt",
         "prompt", "sentiment_analysis", "entity_detection", "auto_highlights", "summarization",
         "webhook_url", "webhook_auth_header_name", "webhook_auth_header_value",
+        "redact_pii", "redact_pii_policies", "redact_pii_sub",
     }
 )  # fmt: skip
 # Accepted with no effect (docs/api.md says why for each).
@@ -44,8 +46,8 @@ ACCEPTED: Final = frozenset(
 # Features we do not have: a clear 400 unless null or false.
 REFUSED: Final = frozenset(
     {
-        "redact_pii", "redact_pii_policies", "redact_pii_sub", "redact_pii_audio",
-        "redact_pii_audio_quality", "redact_pii_audio_options", "redact_pii_return_unredacted",
+        "redact_pii_audio", "redact_pii_audio_quality", "redact_pii_audio_options",
+        "redact_pii_return_unredacted",
         "dual_channel", "audio_channels", "audio_start_from", "audio_end_at",
         "filter_profanity", "content_safety", "content_safety_confidence", "iab_categories",
         "custom_spelling", "disfluencies", "auto_chapters", "language_codes",
@@ -53,8 +55,26 @@ REFUSED: Final = frozenset(
         "keyterms_prompt_options", "speech_understanding", "custom_topics", "topics",
     }
 )  # fmt: skip
-FEATURES: Final = ("sentiment_analysis", "entity_detection", "auto_highlights", "summarization",
-                   "speaker_labels", "multichannel", "language_detection")  # fmt: skip
+FEATURES: Final = (
+    "sentiment_analysis", "entity_detection", "auto_highlights", "summarization",
+    "speaker_labels", "multichannel", "language_detection", "redact_pii",
+)  # fmt: skip
+# AssemblyAI's PII policies -> our types (pipeline/pii_types.py); others are refused.
+PII_POLICIES: Final = {
+    "person_name": "person",
+    "phone_number": "phone",
+    "email_address": "email",
+    "credit_card_number": "card",
+    "banking_information": "bank_account",
+    "account_number": "bank_account",
+    "us_social_security_number": "ssn",
+    "location": "address",
+    "location_address": "address",
+    "location_address_street": "address",
+    "date_of_birth": "date_of_birth",
+    "ip_address": "ip",
+}
+PII_SUBSTITUTION: Final = {"entity_name": "type", "hash": "hash"}
 
 STATUS: Final = {
     "pending": "queued",
@@ -131,6 +151,29 @@ def _speaker_options(body: Mapping[str, Any]) -> dict[str, Any]:
     return {ours: given[theirs] for ours, theirs in pairs if given.get(theirs) is not None}
 
 
+def _pii_options(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``redact_pii`` with its policies and substitution, as JobOptions fields."""
+    if not _flag(body, "redact_pii"):
+        return {}
+    found: dict[str, Any] = {"redact_pii": True}
+    policies = _terms(body, "redact_pii_policies")
+    unknown = [p for p in policies if p not in PII_POLICIES]
+    if unknown:
+        raise ApiError(
+            400,
+            f"redact_pii_policies {unknown} are not supported; supported: "
+            + ", ".join(sorted(PII_POLICIES)),
+        )
+    if policies:
+        found["pii_types"] = list(dict.fromkeys(PII_POLICIES[p] for p in policies))
+    sub = body.get("redact_pii_sub")
+    if sub is not None:
+        if sub not in PII_SUBSTITUTION:
+            raise ApiError(400, "redact_pii_sub must be entity_name or hash")
+        found["pii_substitution"] = PII_SUBSTITUTION[sub]
+    return found
+
+
 def request_options(body: Mapping[str, Any]) -> tuple[JobOptions, dict[str, Any]]:
     """JobOptions for a ``POST /v2/transcript`` body, and the request echo kept on the row.
 
@@ -155,6 +198,7 @@ def request_options(body: Mapping[str, Any]) -> tuple[JobOptions, dict[str, Any]
     for name in ("webhook_url", "webhook_auth_header_name", "webhook_auth_header_value"):
         if body.get(name) is not None:
             options[name] = body[name]
+    options.update(_pii_options(body))
     try:
         parsed = parse_options(options)
     except InvalidOptions as error:
@@ -169,6 +213,8 @@ def request_options(body: Mapping[str, Any]) -> tuple[JobOptions, dict[str, Any]
         webhook_url=body.get("webhook_url"),
         webhook_auth_header_name=body.get("webhook_auth_header_name"),
         audio_url=body.get("audio_url"),
+        redact_pii_policies=_terms(body, "redact_pii_policies") or None,
+        redact_pii_sub=body.get("redact_pii_sub"),
     )
     return parsed, echo
 
@@ -283,7 +329,7 @@ def _highlights(result: Mapping[str, Any], words: list[TimedWord]) -> dict[str, 
 
 def transcript_json(
     row: AudioFile,
-    version: Transcription | None,
+    version: Readable | None,
     analyses: list[Analysis],
     *,
     webhook_status_code: int | None = None,
@@ -306,6 +352,8 @@ def transcript_json(
         "word_boost": echo.get("word_boost"),
         "keyterms_prompt": echo.get("keyterms_prompt"),
         "prompt": echo.get("prompt"),
+        "redact_pii_policies": echo.get("redact_pii_policies"),
+        "redact_pii_sub": echo.get("redact_pii_sub"),
         "webhook_url": echo.get("webhook_url"),
         "webhook_auth": bool(echo.get("webhook_auth_header_name")),
         "webhook_auth_header_name": echo.get("webhook_auth_header_name"),
@@ -325,11 +373,9 @@ def transcript_json(
     letters: dict[str, str] = {}
     speakers = native or bool(echo.get("speaker_labels") or echo.get("multichannel"))
     body.update(
-        text=version.transcription_text,
+        text=version.text,
         words=[word_json(w, letters, speakers) for w in words],
-        confidence=float(version.confidence_score)
-        if version.confidence_score is not None
-        else None,
+        confidence=version.confidence,
         language_code=body["language_code"] or version.language_code,
         speech_model_used=version.model_name,
     )
@@ -356,7 +402,7 @@ def transcript_json(
 
 
 def sentences_json(
-    version: Transcription, duration: float | None, *, paragraphs: bool
+    version: Readable, duration: float | None, *, paragraphs: bool
 ) -> dict[str, Any]:
     words = words_of(version.segments)
     letters: dict[str, str] = {}
@@ -364,7 +410,7 @@ def sentences_json(
     key = "paragraphs" if paragraphs else "sentences"
     return {
         key: [_group_json(g, letters, True) for g in groups],
-        "confidence": float(version.confidence_score or 0.0),
+        "confidence": version.confidence or 0.0,
         "audio_duration": float(duration or 0.0),
         "speech_model_used": version.model_name,
     }

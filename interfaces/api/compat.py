@@ -28,14 +28,17 @@ from typing import Any, Final
 from fastapi import Request
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from db.models import AudioFile, Transcription
+from db.redactions import latest_redaction
 from interfaces.api.deps import Caller, unit
 from interfaces.api.errors import ApiError
 from interfaces.api.settings import get_api_settings
 from interfaces.api.uploads import UPLOADERS
+from pipeline.options import options_of
 
 TOKEN_RE: Final = re.compile(r"^[A-Za-z0-9_-]{32}$")
 SENTENCE_END: Final = (".", "?", "!", "…")
@@ -133,44 +136,77 @@ def staged_path(who: Caller, audio_url: str) -> Path:
 
 
 @dataclass(frozen=True)
+class Readable:
+    """The transcript as this caller may read it through the compatible APIs.
+
+    A ``redact_pii`` job is always read in its redacted form (as AssemblyAI answers
+    ``redact_pii`` requests; migration 007 may also hide the unredacted row from the caller):
+    until the analyze stage wrote the redaction there is nothing to read. Other jobs read the
+    latest transcription. ``language_code``, ``confidence`` and ``model_name`` come from the
+    transcription row when the caller may see it.
+    """
+
+    transcription_id: uuid.UUID
+    text: str
+    segments: list[dict[str, Any]]
+    redacted: bool
+    language_code: str | None
+    confidence: float | None
+    model_name: str | None
+
+
+def readable(session: Session, row: AudioFile) -> Readable | None:
+    version = session.scalars(
+        select(Transcription).where(Transcription.audio_file_id == row.id, Transcription.is_latest)
+    ).first()
+    redact = options_of(row.metadata_).redact_pii
+    if redact or version is None:
+        found = latest_redaction(session, row.id)
+        if found is None or (version is not None and found.transcription_id != version.id):
+            return None
+        return Readable(
+            found.transcription_id, found.redacted_text, list(found.segments or []), True,
+            version.language_code if version else None,
+            float(version.confidence_score) if version and version.confidence_score else None,
+            version.model_name if version else None,
+        )  # fmt: skip
+    return Readable(
+        version.id, version.transcription_text, list(version.segments or []), False,
+        version.language_code,
+        float(version.confidence_score) if version.confidence_score is not None else None,
+        version.model_name,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class FileView:
-    """A file row and its latest transcript (None until the transcription stage is done)."""
+    """A file row and its transcript as the caller may read it (None until there is one)."""
 
     row: AudioFile
-    transcript: Transcription | None
+    transcript: Readable | None
 
 
-def read_file(who: Caller, file_id: uuid.UUID, *, with_transcript: bool = True) -> FileView:
-    """The file (404 when missing, deleted or not the caller's to see) and its transcript."""
-    with unit(who) as session:
-        row = session.get(AudioFile, file_id)
-        if row is None or row.deleted_at is not None:
-            raise ApiError(404, "transcript not found")
-        found = None
-        if with_transcript:
-            found = session.scalars(
-                select(Transcription).where(
-                    Transcription.audio_file_id == file_id, Transcription.is_latest
-                )
-            ).first()
-        return FileView(row, found)
+def visible(session: Session, file_id: uuid.UUID) -> AudioFile:
+    """The file (404 when missing, deleted or not the caller's to see)."""
+    row = session.get(AudioFile, file_id)
+    if row is None or row.deleted_at is not None:
+        raise ApiError(404, "transcript not found")
+    return row
+
+
+def read_file(session: Session, file_id: uuid.UUID) -> FileView:
+    row = visible(session, file_id)
+    return FileView(row, readable(session, row))
 
 
 def has_transcript(who: Caller, file_id: uuid.UUID) -> tuple[str, str | None, bool]:
-    """(status, error, transcript exists): the one cheap query a waiting request repeats."""
+    """(status, error, readable transcript exists), in a short unit of work of its own: a
+    waiting request repeats it without holding a transaction open in between."""
     with unit(who) as session:
-        found = session.execute(
-            select(
-                AudioFile.status,
-                AudioFile.error_message,
-                select(func.count())
-                .where(Transcription.audio_file_id == file_id, Transcription.is_latest)
-                .scalar_subquery(),
-            ).where(AudioFile.id == file_id)
-        ).one_or_none()
-    if found is None:
-        raise ApiError(404, "file not found")
-    return found[0], found[1], bool(found[2])
+        row = session.get(AudioFile, file_id)
+        if row is None:
+            raise ApiError(404, "file not found")
+        return row.status, row.error_message, readable(session, row) is not None
 
 
 # --- words, sentences, paragraphs from stored segments ------------------------------------------

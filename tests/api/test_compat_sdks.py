@@ -199,7 +199,7 @@ def test_assemblyai_refuses_what_it_does_not_support(api: Served, key: str, audi
         upload_url = client.post("/v2/upload", content=audio.read_bytes()).json()["upload_url"]
         for body, message in [
             ({"audio_url": upload_url, "auto_chapters": True}, "auto_chapters is not supported"),
-            ({"audio_url": upload_url, "redact_pii": True}, "redact_pii is not supported"),
+            ({"audio_url": upload_url, "redact_pii_audio": True}, "redact_pii_audio is not"),
             ({"audio_url": upload_url, "no_such_option": 1}, "unknown parameter: no_such_option"),
             ({"audio_url": "https://example.org/call.mp3"}, "remote URLs are not fetched"),
             ({"audio_url": upload_url, "webhook_url": "ftp://x/"}, "http:// or https://"),
@@ -222,6 +222,37 @@ def test_assemblyai_delete(api: Served, sdk: None, key: str, tmp_path: Path) -> 
     assert deleted.text == "Deleted by user."
     with api.client(key) as client:
         assert client.get(f"/v2/transcript/{created.id}").status_code == 404
+
+
+PII_SENTENCE = "Hello, this is John Smith. Please call me back at 555 123 4567."
+
+
+def test_assemblyai_redact_pii_answers_the_redacted_form(
+    api: Served, sdk: None, key: str, tmp_path: Path
+) -> None:
+    clip = speech_file(PII_SENTENCE, "mp3", tmp_path, stem="pii")
+    config = aai.TranscriptionConfig(
+        redact_pii=True,
+        redact_pii_policies=[
+            aai.PIIRedactionPolicy.person_name,
+            aai.PIIRedactionPolicy.phone_number,
+        ],
+        redact_pii_sub=aai.PIISubstitutionPolicy.entity_name,
+    )
+    done = aai.Transcriber(config=config).transcribe(str(clip))
+    assert done.status == aai.TranscriptStatus.completed, done.error
+    with api.client(key) as client:
+        native = client.get(f"/api/v1/files/{done.id}/transcript", params={"redacted": "true"})
+        detail = client.get(f"/api/v1/files/{done.id}").json()
+    assert native.status_code == 200, native.text
+    assert done.text == native.json()["text"]  # the redacted form, never the original
+    assert detail["options"]["pii_types"] == ["person", "phone"]
+    assert "4567" not in (done.text or "") and "[" in (done.text or ""), done.text
+    assert [w.text for w in done.words or []] == (done.text or "").split()
+    unsupported = {"audio_url": "x", "redact_pii": True, "redact_pii_policies": ["drug"]}
+    with api.client(key) as client:
+        answer = client.post("/v2/transcript", json=unsupported)
+    assert answer.status_code == 400 and "drug" in answer.json()["error"]
 
 
 # --- OpenAI -----------------------------------------------------------------------------------

@@ -24,7 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from db.analyses import analyses_for
 from db.models import AudioFile, FileStatus, WebhookAttempt, WebhookOutbox
 from interfaces.api import aai
-from interfaces.api.compat import read_file, stage_upload, staged_path
+from interfaces.api.compat import (
+    Readable,
+    read_file,
+    readable,
+    stage_upload,
+    staged_path,
+    visible,
+)
 from interfaces.api.deps import Caller, Reader, Writer, unit
 from interfaces.api.errors import ApiError
 from interfaces.api.uploads import UPLOADERS
@@ -66,8 +73,8 @@ def _submit_staged(who: Caller, body: dict[str, Any]) -> uuid.UUID:
     audio_url = body.get("audio_url")
     if not isinstance(audio_url, str) or not audio_url:
         raise ApiError(400, "audio_url is required: the upload_url of POST /v2/upload")
+    options, echo = aai.request_options(body)  # every parameter checked before any file work
     path = staged_path(who, audio_url)
-    options, echo = aai.request_options(body)
     with path.open("rb") as handle:
         sniffed = sniff_fileobj(handle)
     if sniffed.format is None:
@@ -108,22 +115,13 @@ def _webhook_status(session: Session, file_id: uuid.UUID) -> int | None:
     ).first()
 
 
-def _transcript(who: Caller, file_id: uuid.UUID) -> dict[str, Any]:
-    with unit(who) as session:
-        row = session.get(AudioFile, file_id)
-        if row is None or row.deleted_at is not None:
-            raise ApiError(404, "transcript not found")
-        version = None
-        analyses: list[Any] = []
-        if row.status == FileStatus.COMPLETED.value:
-            from db.transcripts import latest_transcription
-
-            version = latest_transcription(session, file_id)
-            analyses = analyses_for(session, version.id) if version is not None else []
-        hook = (
-            _webhook_status(session, file_id) if (row.metadata_ or {}).get("assemblyai") else None
-        )
-        return aai.transcript_json(row, version, analyses, webhook_status_code=hook)
+def _transcript(session: Session, file_id: uuid.UUID) -> dict[str, Any]:
+    """The transcript object of a file, read in ``session`` (the caller's policies apply)."""
+    row = visible(session, file_id)
+    found = readable(session, row) if row.status == FileStatus.COMPLETED.value else None
+    analyses = analyses_for(session, found.transcription_id) if found is not None else []
+    hook = _webhook_status(session, file_id) if (row.metadata_ or {}).get("assemblyai") else None
+    return aai.transcript_json(row, found, analyses, webhook_status_code=hook)
 
 
 @router.post("/transcript", summary="Transcribe an uploaded file (AssemblyAI parameters)")
@@ -131,12 +129,12 @@ async def create_transcript(
     who: Writer, body: Annotated[dict[str, Any], Body(description="AssemblyAI parameters")]
 ) -> dict[str, Any]:
     file_id = await run_in_threadpool(_submit_staged, who, body)
-    return await run_in_threadpool(_transcript, who, file_id)
+    return await run_in_threadpool(_transcript, who.session, file_id)
 
 
 @router.get("/transcript/{transcript_id}", summary="A transcript: status, text, words, analyses")
 def get_transcript(who: Reader, transcript_id: str) -> dict[str, Any]:
-    return _transcript(who, _file_id(transcript_id))
+    return _transcript(who.session, _file_id(transcript_id))
 
 
 @router.get("/transcript", summary="The caller's transcripts, newest first")
@@ -155,26 +153,26 @@ def list_transcripts(
     if created_on is not None:
         day = dt.date.fromisoformat(created_on)
         stmt = stmt.where(func.date(func.timezone("UTC", AudioFile.created_at)) == day)
-    with unit(who) as session:
-        for given, older in ((before_id, True), (after_id, False)):
-            if given is None:
-                continue
-            anchor = session.get(AudioFile, _file_id(given))
-            if anchor is None:
-                raise ApiError(400, f"{'before_id' if older else 'after_id'} names no transcript")
-            at, ident = AudioFile.created_at, AudioFile.id
-            if older:
-                newer_or_same = or_(at < anchor.created_at,
-                                    and_(at == anchor.created_at, ident < anchor.id))  # fmt: skip
-            else:
-                newer_or_same = or_(at > anchor.created_at,
-                                    and_(at == anchor.created_at, ident > anchor.id))  # fmt: skip
-            stmt = stmt.where(newer_or_same)
-        rows = list(
-            session.scalars(
-                stmt.order_by(AudioFile.created_at.desc(), AudioFile.id.desc()).limit(limit)
-            )
+    session = who.session
+    for given, older in ((before_id, True), (after_id, False)):
+        if given is None:
+            continue
+        anchor = session.get(AudioFile, _file_id(given))
+        if anchor is None:
+            raise ApiError(400, f"{'before_id' if older else 'after_id'} names no transcript")
+        at, ident = AudioFile.created_at, AudioFile.id
+        if older:
+            newer_or_same = or_(at < anchor.created_at,
+                                and_(at == anchor.created_at, ident < anchor.id))  # fmt: skip
+        else:
+            newer_or_same = or_(at > anchor.created_at,
+                                and_(at == anchor.created_at, ident > anchor.id))  # fmt: skip
+        stmt = stmt.where(newer_or_same)
+    rows = list(
+        session.scalars(
+            stmt.order_by(AudioFile.created_at.desc(), AudioFile.id.desc()).limit(limit)
         )
+    )
     base = str(request.base_url).rstrip("/")
     items = []
     for row in rows:
@@ -212,14 +210,13 @@ def list_transcripts(
 @router.delete("/transcript/{transcript_id}", summary="Delete a transcript (soft delete)")
 def delete_transcript(who: Writer, transcript_id: str) -> dict[str, Any]:
     file_id = _file_id(transcript_id)
-    body = _transcript(who, file_id)
-    with unit(who) as session:
-        changed = session.execute(
-            update(AudioFile)
-            .where(AudioFile.id == file_id, AudioFile.deleted_at.is_(None))
-            .values(deleted_at=func.now())
-            .returning(AudioFile.id)
-        ).first()
+    body = _transcript(who.session, file_id)
+    changed = who.session.execute(
+        update(AudioFile)
+        .where(AudioFile.id == file_id, AudioFile.deleted_at.is_(None))
+        .values(deleted_at=func.now())
+        .returning(AudioFile.id)
+    ).first()  # committed with the request's transaction, before the answer
     if changed is None:
         raise ApiError(403, f"the role '{who.role}' may not delete this transcript")
     body.update(text="Deleted by user.", words=[], utterances=None, summary=None)
@@ -227,8 +224,8 @@ def delete_transcript(who: Writer, transcript_id: str) -> dict[str, Any]:
     return body
 
 
-def _completed(who: Caller, transcript_id: str) -> tuple[AudioFile, Any]:
-    view = read_file(who, _file_id(transcript_id))
+def _completed(who: Caller, transcript_id: str) -> tuple[AudioFile, Readable]:
+    view = read_file(who.session, _file_id(transcript_id))
     if view.row.status != FileStatus.COMPLETED.value or view.transcript is None:
         raise ApiError(400, f"transcript is not completed (status: {aai.STATUS[view.row.status]})")
     return view.row, view.transcript

@@ -28,8 +28,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from interfaces.api.compat import get_compat_settings, has_transcript, read_file, words_of
-from interfaces.api.deps import Caller, Writer
+from interfaces.api.compat import (
+    FileView,
+    get_compat_settings,
+    has_transcript,
+    read_file,
+    words_of,
+)
+from interfaces.api.deps import Caller, Writer, unit
 from interfaces.api.errors import ApiError
 from interfaces.api.uploads import UPLOADERS
 from pipeline.export import to_srt, to_vtt
@@ -89,17 +95,21 @@ async def _wait(who: Caller, file_id: uuid.UUID) -> tuple[str, str | None, bool]
         await asyncio.sleep(settings.poll_seconds)
 
 
-def _verbose(who: Caller, file_id: uuid.UUID, granularities: set[str]) -> dict[str, Any]:
-    view = read_file(who, file_id)
+def _read(who: Caller, file_id: uuid.UUID) -> FileView:
+    with unit(who) as session:
+        return read_file(session, file_id)
+
+
+def _verbose(view: FileView, granularities: set[str]) -> dict[str, Any]:
     version = view.transcript
     assert version is not None
-    segments = version.segments or []
+    segments = version.segments
     language = version.language_code or ""
     body: dict[str, Any] = {
         "task": "transcribe",
         "language": LANGUAGE_NAMES.get(language, language),
         "duration": float(view.row.duration_seconds or 0.0),
-        "text": version.transcription_text,
+        "text": version.text,
         "usage": {"type": "duration", "seconds": float(view.row.duration_seconds or 0.0)},
     }
     if "segment" in granularities or not granularities:
@@ -192,6 +202,9 @@ async def transcriptions(request: Request, who: Writer) -> Response:  # noqa: C9
             return openai_error(refused.status, refused.message)
     finally:
         await form.close()
+    # The wait may be long: end the request's transaction now so it does not hold a pooled
+    # connection meanwhile; every later read is a short unit of work of its own.
+    await run_in_threadpool(who.session.commit)
     status, error, ready = await _wait(who, file_id)
     if not ready:
         if status == "failed":
@@ -203,12 +216,12 @@ async def transcriptions(request: Request, who: Writer) -> Response:  # noqa: C9
             f"the job goes on: GET /api/v1/files/{file_id}/transcript",
             kind="timeout", code="transcript_pending", file_id=str(file_id),
         )  # fmt: skip
+    view = await run_in_threadpool(_read, who, file_id)
     if response_format == "verbose_json":
-        return JSONResponse(await run_in_threadpool(_verbose, who, file_id, granularities))
-    view = await run_in_threadpool(read_file, who, file_id)
+        return JSONResponse(_verbose(view, granularities))
     assert view.transcript is not None
-    text = view.transcript.transcription_text
-    segments = view.transcript.segments or []
+    text = view.transcript.text
+    segments = view.transcript.segments
     if response_format == "json":
         return JSONResponse({"text": text})
     if response_format == "text":
