@@ -64,6 +64,9 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=get_api_settings().max_upload_bytes)
     for router in routers():
         app.include_router(router)
+    from interfaces.web import mount as mount_web  # the web app's pages and static files
+
+    mount_web(app)
     return app
 
 
