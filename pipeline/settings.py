@@ -179,6 +179,7 @@ class Settings(BaseSettings):
     llm_model: str | None = Field(None, description="Model name the LLM server knows.")
     llm_api_key: SecretStr | None = Field(None, description="API key of the LLM server.")
     llm_timeout_seconds: float = Field(60.0, gt=0, description="Per request to the LLM.")
+    llm_max_tokens: int = Field(700, ge=16, description="Longest answer per LLM request.")
     llm_chunk_words: int = Field(
         1500, ge=50, description="Transcript words per LLM request (map-reduce beyond)."
     )

@@ -37,13 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from db.models import AnalysisType
 from pipeline.analysis.chapters import chapter_spans, describe
-from pipeline.analysis.chunking import bounded_sentences, word_count
+from pipeline.analysis.chunking import chunk_text, word_count
 from pipeline.analysis.records import AnalysisInput, AnalysisResult
 from pipeline.analysis.summary import analyze_summary
 from pipeline.settings import Settings
 
 REDUCE_FAN_IN = 6
-MAX_TOKENS = 700
 
 SYSTEM_PROMPT = (
     "You summarise customer-service call transcripts. Use only facts stated in the transcript "
@@ -103,7 +102,7 @@ def ask(client: Any, settings: Settings, content: str) -> LlmOutput:
                 {"role": "user", "content": content},
             ],
             temperature=0,
-            max_tokens=MAX_TOKENS,
+            max_tokens=settings.llm_max_tokens,
             response_format={"type": "json_object"},
         )
     except openai.APITimeoutError as error:
@@ -143,16 +142,25 @@ def _notes(output: LlmOutput) -> str:
     return json.dumps(output.model_dump(mode="json"), ensure_ascii=False)
 
 
-def summarise(text: str, settings: Settings) -> tuple[LlmOutput, int, int]:
-    """Map-reduce over ``text``: (merged output, chunks, requests made)."""
+class Progress:
+    """Chunks and requests of one map-reduce, kept when it fails half-way (for the record)."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.requests = 0
+
+
+def summarise(text: str, settings: Settings, progress: Progress | None = None) -> LlmOutput:
+    """Map-reduce over ``text`` (see the module docstring); counts go to ``progress``."""
     client = _client(settings)
-    chunks = bounded_sentences(text, settings.llm_chunk_words) or []
-    requests = 0
+    done = progress or Progress()
+    chunks = chunk_text(text, settings.llm_chunk_words) if text.strip() else []
+    done.chunks = len(chunks)
     outputs: list[LlmOutput] = []
     for n, chunk in enumerate(chunks, start=1):
         head = f"Transcript part {n} of {len(chunks)}:\n" if len(chunks) > 1 else "Transcript:\n"
+        done.requests += 1
         outputs.append(ask(client, settings, head + chunk.text))
-        requests += 1
     while len(outputs) > 1:
         merged: list[LlmOutput] = []
         for i in range(0, len(outputs), REDUCE_FAN_IN):
@@ -161,6 +169,7 @@ def summarise(text: str, settings: Settings) -> tuple[LlmOutput, int, int]:
                 merged.append(group[0])
                 continue
             notes = "\n".join(f"Notes {k}: {_notes(o)}" for k, o in enumerate(group, start=1))
+            done.requests += 1
             merged.append(
                 ask(
                     client,
@@ -169,15 +178,18 @@ def summarise(text: str, settings: Settings) -> tuple[LlmOutput, int, int]:
                     "every chapter headline and action item:\n" + notes,
                 )
             )
-            requests += 1
         outputs = merged
     if not outputs:
         raise LlmFailure("the transcript is empty")
-    return outputs[0], len(chunks), requests
+    return outputs[0]
 
 
 def _fallback(
-    inp: AnalysisInput, settings: Settings, chapters: list[dict[str, Any]], reason: str
+    inp: AnalysisInput,
+    settings: Settings,
+    chapters: list[dict[str, Any]],
+    reason: str,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     extractive = analyze_summary(inp, settings).result
     return {
@@ -190,10 +202,22 @@ def _fallback(
         "chapter_headlines": [
             {"chapter": n, "headline": c["headline"]} for n, c in enumerate(chapters, start=1)
         ],
-        "chunks": 0,
-        "requests": 0,
+        "chunks": progress.chunks if progress else 0,
+        "requests": progress.requests if progress else 0,
         "fallback_reason": reason,
     }
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """The server's URL as recorded: any user:password@ part left out."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def analyze_llm_summary(inp: AnalysisInput, settings: Settings) -> AnalysisResult:
@@ -209,8 +233,9 @@ def analyze_llm_summary(inp: AnalysisInput, settings: Settings) -> AnalysisResul
         result = _fallback(inp, settings, chapters, "the transcript is empty")
     else:
         text = marked_text(inp, [c.first for c in spans], embedded.sentences if embedded else [])
+        progress = Progress()
         try:
-            output, chunks, requests = summarise(text, settings)
+            output = summarise(text, settings, progress)
             if word_count(output.summary) > words / 2:
                 raise LlmFailure(
                     f"invalid output: the summary ({word_count(output.summary)} words) is "
@@ -229,18 +254,18 @@ def analyze_llm_summary(inp: AnalysisInput, settings: Settings) -> AnalysisResul
                     {"chapter": n, "headline": given.get(n, known[n]), "from_llm": n in given}
                     for n in known
                 ],
-                "chunks": chunks,
-                "requests": requests,
+                "chunks": progress.chunks,
+                "requests": progress.requests,
                 "fallback_reason": None,
             }
         except LlmFailure as failure:
-            result = _fallback(inp, settings, chapters, str(failure))
+            result = _fallback(inp, settings, chapters, str(failure), progress)
     return AnalysisResult(
         analysis_type=AnalysisType.LLM_SUMMARY,
         result=result,
         model_name=settings.llm_model or "none",
         parameters={
-            "base_url": settings.llm_base_url,
+            "base_url": _without_credentials(settings.llm_base_url),
             "chunk_words": settings.llm_chunk_words,
             "timeout_seconds": settings.llm_timeout_seconds,
             "llm_seconds": round(time.perf_counter() - started, 3),

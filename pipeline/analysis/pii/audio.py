@@ -1,11 +1,11 @@
 """A redacted copy of the audio: a tone (or silence) over the words of each finding.
 
-pydub decodes the stored file with ffmpeg, overlays nothing but replaces each span (padded by
+pydub decodes the stored file with ffmpeg; the samples of each span (padded by
 :data:`PAD_SECONDS` on both sides, because word times from Whisper are accurate to a few tens of
-milliseconds) with a 1 kHz tone at -20 dBFS or with silence, keeping length, channels and sample
-rate, and writes the copy in the original container when pydub/ffmpeg can write it (WAV, MP3,
-OGG, FLAC), else as WAV. The whole file is held in memory as PCM: an hour of 16 kHz mono is
-115 MB; calls are far shorter than the duration limit, which bounds it.
+milliseconds) are replaced, sample-exact, with a 1 kHz tone at -20 dBFS or with silence, keeping
+length, channels and sample rate, and the copy is written in the original container when
+pydub/ffmpeg can write it (WAV, MP3, OGG, FLAC), else as WAV. The whole file is held in memory
+as PCM: an hour of 16 kHz mono is 115 MB; the duration limit bounds it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
+
+import numpy as np
 
 PAD_SECONDS = 0.08
 TONE_HZ = 1000
@@ -45,22 +47,25 @@ def redact_audio(
 ) -> Path:
     """Write the redacted copy of ``source`` into ``target_dir``; returns its path."""
     from pydub import AudioSegment
-    from pydub.generators import Sine
 
     audio = AudioSegment.from_file(source)
+    if audio.sample_width == 1:  # 8-bit PCM is unsigned: work in 16 bits
+        audio = audio.set_sample_width(2)
+    samples = np.array(audio.get_array_of_samples())
+    rate, channels = audio.frame_rate, audio.channels
+    peak = float(2 ** (8 * audio.sample_width - 1) - 1)
+    frames = len(samples) // channels
     for a, b in merged(spans):
-        a, b = min(a, len(audio)), min(b, len(audio))
-        if b <= a:
+        first, last = min(frames, a * rate // 1000), min(frames, b * rate // 1000)
+        if last <= first:
             continue
         if cover == "tone":
-            patch = Sine(TONE_HZ, sample_rate=audio.frame_rate).to_audio_segment(
-                duration=b - a, volume=TONE_DBFS
-            )
-            patch = patch.set_channels(audio.channels).set_sample_width(audio.sample_width)
+            t = np.arange(first, last) / rate
+            wave = np.sin(2 * np.pi * TONE_HZ * t) * peak * 10 ** (TONE_DBFS / 20)
+            samples[first * channels : last * channels] = np.repeat(wave, channels)
         else:
-            patch = AudioSegment.silent(duration=b - a, frame_rate=audio.frame_rate)
-            patch = patch.set_channels(audio.channels).set_sample_width(audio.sample_width)
-        audio = audio[:a] + patch[: b - a] + audio[b:]
+            samples[first * channels : last * channels] = 0
+    audio = audio._spawn(samples.astype(samples.dtype).tobytes())
     out_fmt = fmt if fmt in WRITABLE else "wav"
     target = target_dir / f"{source.stem}.redacted.{out_fmt}"
     audio.export(target, format=out_fmt)

@@ -180,15 +180,17 @@ def _number_at(words: Sequence[str], i: int) -> tuple[str, int, int] | None:
     nxt = core(words[i + 1]) if i + 1 < len(words) else ""
     if w in REPEAT and nxt in DIGITS:
         return DIGITS[nxt] * REPEAT[w], 2, 2
+    if w in ZERO_INSIDE_RUN and nxt in DIGITS:  # "oh one three two" after a pause
+        return "0", 1, 1
     if w in DIGITS:
         if nxt == "hundred":
+            # "four hundred fifteen" is 415; "eight hundred five five five" is 800 555 (a
+            # digit after "hundred" goes on the digit run, as in phone numbers).
             value, used = int(DIGITS[w]) * 100, 2
-            rest = _number_at(words, i + 2) if i + 2 < len(words) else None
             after = core(words[i + 2]) if i + 2 < len(words) else ""
-            if rest is not None and (after in TENS or after in TEENS or after in DIGITS):
-                tail = int(rest[0]) if len(rest[0]) <= 2 else None
-                if tail is not None:
-                    return str(value + tail), used + rest[1], used + rest[1]
+            rest = _number_at(words, i + 2) if after in TENS or after in TEENS else None
+            if rest is not None:
+                return str(value + int(rest[0])), used + rest[1], used + rest[1]
             return str(value), used, used
         return DIGITS[w], 1, 1
     if w in TEENS:
@@ -197,10 +199,7 @@ def _number_at(words: Sequence[str], i: int) -> tuple[str, int, int] | None:
         if nxt in DIGITS and nxt != "zero":
             return str(TENS[w] + int(DIGITS[nxt])), 2, 2
         return str(TENS[w]), 1, 2
-    if _NUMERIC.match(w) and not words[i].rstrip().endswith((",", ".")):
-        digits = w.replace("-", "").replace(",", "")
-        return digits, 1, 2
-    if _NUMERIC.match(w):  # ends a sentence or a list: a number of its own
+    if _NUMERIC.match(w):
         return w.replace("-", "").replace(",", ""), 1, 2
     return None
 
@@ -212,7 +211,14 @@ def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
         return None
     parts, used, weight = [first[0]], first[1], first[2]
     j = i + used
-    ends_clause = words[j - 1].rstrip().endswith((",", "."))
+
+    def ends_run(word: str) -> bool:
+        # A full stop ends a run; a comma only after a day-sized number ("March 12, 1985"),
+        # not between the groups of a number said with pauses ("415, 555, 0132").
+        tail = word.rstrip()
+        return tail.endswith(".") or (tail.endswith(",") and len("".join(parts)) <= 2)
+
+    ends_clause = ends_run(words[j - 1])
     while j < len(words) and not ends_clause:
         w = core(words[j])
         if w in ZERO_INSIDE_RUN:
@@ -233,7 +239,7 @@ def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
             parts.append(nxt[0])
             weight += nxt[2]
             j += nxt[1]
-        ends_clause = words[j - 1].rstrip().endswith((",", "."))
+        ends_clause = ends_run(words[j - 1])
     text = "".join(parts)
     return text, j - i, weight >= 2
 
