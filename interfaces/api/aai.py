@@ -32,7 +32,7 @@ MAPPED: Final = frozenset(
         "speakers_expected", "speaker_options", "multichannel", "word_boost", "keyterms_prompt",
         "prompt", "sentiment_analysis", "entity_detection", "auto_highlights", "summarization",
         "webhook_url", "webhook_auth_header_name", "webhook_auth_header_value",
-        "redact_pii", "redact_pii_policies", "redact_pii_sub",
+        "redact_pii", "redact_pii_policies", "redact_pii_sub", "auto_chapters",
     }
 )  # fmt: skip
 # Accepted with no effect (docs/api.md says why for each).
@@ -50,14 +50,14 @@ REFUSED: Final = frozenset(
         "redact_pii_return_unredacted",
         "dual_channel", "audio_channels", "audio_start_from", "audio_end_at",
         "filter_profanity", "content_safety", "content_safety_confidence", "iab_categories",
-        "custom_spelling", "disfluencies", "auto_chapters", "language_codes",
+        "custom_spelling", "disfluencies", "language_codes",
         "language_detection_options", "speech_threshold", "remove_audio_tags",
         "keyterms_prompt_options", "speech_understanding", "custom_topics", "topics",
     }
 )  # fmt: skip
 FEATURES: Final = (
     "sentiment_analysis", "entity_detection", "auto_highlights", "summarization",
-    "speaker_labels", "multichannel", "language_detection", "redact_pii",
+    "speaker_labels", "multichannel", "language_detection", "redact_pii", "auto_chapters",
 )  # fmt: skip
 # AssemblyAI's PII policies -> our types (pipeline/pii_types.py); others are refused.
 PII_POLICIES: Final = {
@@ -366,6 +366,7 @@ def transcript_json(
         "sentiment_analysis_results": None,
         "entities": None,
         "auto_highlights_result": None,
+        "chapters": None,
     }
     if version is None or row.status != "completed":
         return body
@@ -396,6 +397,13 @@ def transcript_json(
         body["entities"] = _entities(by_type["entities"], words)
     if wanted["keywords"] and "keywords" in by_type:
         body["auto_highlights_result"] = _highlights(by_type["keywords"], words)
+    if (native or echo.get("auto_chapters")) and "chapters" in by_type:
+        body["chapters"] = [
+            {"summary": c.get("summary") or "", "headline": c.get("headline") or "",
+             "gist": c.get("gist") or "", "start": ms(float(c.get("start", 0.0))),
+             "end": ms(float(c.get("end", 0.0)))}
+            for c in by_type["chapters"].get("chapters") or []
+        ]  # fmt: skip
     if wanted["summary"] and "summary" in by_type:
         body["summary"] = by_type["summary"].get("summary")
     return body

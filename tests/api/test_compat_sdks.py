@@ -99,6 +99,7 @@ def transcript(sdk: None, audio: Path, hook: Receiver) -> aai.Transcript:
         entity_detection=True,
         auto_highlights=True,
         summarization=True,
+        auto_chapters=True,
         word_boost=["invoice"],
         webhook_url=hook.url("/ok"),
         webhook_auth_header_name="X-Hook-Token",
@@ -138,6 +139,8 @@ def test_assemblyai_analyses_parse_into_the_sdk_models(transcript: aai.Transcrip
     assert highlights.results and all(r.text for r in highlights.results)
     # The extractive summary leaves texts this short unsummarised: an empty string, not null.
     assert isinstance(transcript.summary, str)
+    chapters = transcript.chapters
+    assert chapters is not None and all(isinstance(c, aai.types.Chapter) for c in chapters)
 
 
 def test_assemblyai_exports_and_segmentations(transcript: aai.Transcript) -> None:
@@ -198,7 +201,7 @@ def test_assemblyai_refuses_what_it_does_not_support(api: Served, key: str, audi
     with api.client(key) as client:
         upload_url = client.post("/v2/upload", content=audio.read_bytes()).json()["upload_url"]
         for body, message in [
-            ({"audio_url": upload_url, "auto_chapters": True}, "auto_chapters is not supported"),
+            ({"audio_url": upload_url, "iab_categories": True}, "iab_categories is not supported"),
             ({"audio_url": upload_url, "redact_pii_audio": True}, "redact_pii_audio is not"),
             ({"audio_url": upload_url, "no_such_option": 1}, "unknown parameter: no_such_option"),
             ({"audio_url": "https://example.org/call.mp3"}, "remote URLs are not fetched"),
