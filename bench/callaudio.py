@@ -25,12 +25,14 @@ from bench.callcorpus import (
     ENGLISH,
     FRENCH,
     GERMAN,
+    THREE_VOICES,
+    VOICES,
     Turn,
     conversation,
     read_wav,
     speak,
     stereo_call,
-    two_speaker_call,
+    turn_taking_call,
     write_wav,
 )
 from bench.context import Context
@@ -50,6 +52,7 @@ DER_TARGET = 0.10
 DIARIZE_SHARE_TARGET = 0.15
 SPLIT_COST_TARGET = 2.1
 ANALYTICS_SHARE_TARGET = 0.05
+TIMED_RUNS = 3
 VOCABULARY = (
     ("We migrated the cluster to Kubernetes last night.", "Kubernetes"),
     ("I use TeleAI Pro for all of my calls.", "TeleAI"),
@@ -116,22 +119,31 @@ def diarization(
             "share of transcription",
         ],
     )
-    lengths = (12,) if ctx.quick else (12, 40)
+    calls: list[tuple[str, int, tuple[str, ...], dict[str, Any]]] = [
+        ("2 voices", 12, VOICES[:2], {})
+    ]
+    if not ctx.quick:
+        calls += [
+            ("2 voices", 40, VOICES[:2], {}),
+            ("3 voices", 15, THREE_VOICES, {}),
+            ("3 voices, speakers=3", 15, THREE_VOICES, {"speakers": 3}),
+        ]
     rates, shares = [], []
     data: dict[str, Any] = {}
-    for n in lengths:
-        samples, turns = two_speaker_call(n)
-        path = write_wav(samples, work / f"two-{n}.wav")
-        result, seconds = _run(tr, path)
+    for label, n, voices, options in calls:
+        samples, turns = turn_taking_call(n, voices)
+        path = write_wav(samples, work / f"call-{len(voices)}-{n}.wav")
+        result, seconds = _run(tr, path, **options)
         with_collar = der(turns, result, 0.5)
         bare = der(turns, result, 0.0)
         transcription = seconds - result.diarize_seconds
         share = result.diarize_seconds / transcription
-        rates.append(with_collar["der"])
+        if len(voices) == 2 and not options:
+            rates.append(with_collar["der"])
         shares.append(share)
         found = result.metadata["speakers"]["speakers"]
         table.add(
-            f"2 voices, {n} turns",
+            f"{label}, {n} turns",
             round(len(samples) / 16000, 1),
             found,
             f"{with_collar['der']:.1%}",
@@ -140,7 +152,7 @@ def diarization(
             round(result.diarize_seconds, 2),
             f"{share:.0%}",
         )
-        data[f"two_{n}"] = {
+        data[f"{label}, {n} turns"] = {
             "collar": with_collar,
             "no_collar": bare,
             "speakers": found,
@@ -271,10 +283,14 @@ def channels(
         path, turns = stereo_call(work, n, name=f"stereo-{n}")
         reference = " ".join(t.text for t in sorted(turns, key=lambda t: t.start))
         _run(tr, path, channels="split")  # warm the page cache and the decoder
-        split, split_s = _run(tr, path, channels="split", channel_labels=["agent", "customer"])
-        mixed, _ = _run(tr, path, channels="mix", speakers=2)
         mono_path = write_wav(read_wav(path), work / f"mono-{n}.wav")  # the mixdown, one file
-        _, mono_s = _run(tr, mono_path, speakers=1)
+        split_s = mono_s = float("inf")
+        for _ in range(TIMED_RUNS):  # alternate, keep the fastest of each: a busy CPU only adds
+            split, seconds = _run(tr, path, channels="split", channel_labels=["agent", "customer"])
+            split_s = min(split_s, seconds)
+            _, seconds = _run(tr, mono_path, speakers=1)
+            mono_s = min(mono_s, seconds)
+        mixed, _ = _run(tr, path, channels="mix", speakers=2)
         started = time.perf_counter()
         analyze_conversation(
             AnalysisInput(
@@ -358,7 +374,11 @@ def run(ctx: Context) -> Section:
     section.notes.append(
         "Split vs mixed: 'mixed' is the mixed-down signal transcribed once and diarized into 2 "
         "speakers; 'mono s' is the mixdown transcribed without diarization. WER is over the "
-        "whole call in time order. One run each (after one warm-up run of the split)."
+        f"whole call in time order. Split and mono times: the fastest of {TIMED_RUNS} "
+        "alternating runs (after one warm-up), since a shared CPU only ever adds time. The "
+        "3-voice call has no target (the DER target is for two speakers); its third voice "
+        "(en-gb-scotland+m2) is 0.78 alike to the first in the encoder, above the one-voice "
+        "threshold 0.75, so without a count they are merged; with speakers=3 they are not."
     )
     return section
 

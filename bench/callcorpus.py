@@ -24,6 +24,10 @@ Samples = npt.NDArray[np.float32]
 
 # Voices that sound clearly different (espeak-ng variants), and the languages used.
 VOICES = ("en-us+m3", "en-us+f3", "en-gb+m7", "en-us+f4")  # far apart as voices
+# Three voices: the third is 0.78 alike to the first in the voice encoder (most espeak-ng
+# variants are 0.75+ to en-us+m3), so it needs speakers=3; the whispering variant is further
+# apart but tiny.en does not transcribe it.
+THREE_VOICES = ("en-us+m3", "en-us+f3", "en-gb-scotland+m2")
 LANGUAGE_VOICES = {"en": "en-us", "de": "de", "fr": "fr-fr", "es": "es"}
 
 ENGLISH = (
@@ -142,6 +146,15 @@ def two_speaker_call(
 ) -> tuple[Samples, list[Turn]]:
     """Two voices taking turns over the English lines (repeated to reach ``n_lines``)."""
     lines = [(f"spk{i % 2 + 1}", voices[i % 2], ENGLISH[i % len(ENGLISH)]) for i in range(n_lines)]
+    return conversation(lines)
+
+
+def turn_taking_call(n_lines: int, voices: Sequence[str]) -> tuple[Samples, list[Turn]]:
+    """``len(voices)`` speakers taking turns in order over the English lines."""
+    lines = [
+        (f"spk{i % len(voices) + 1}", voices[i % len(voices)], ENGLISH[i % len(ENGLISH)])
+        for i in range(n_lines)
+    ]
     return conversation(lines)
 
 
