@@ -45,7 +45,7 @@ from bench.dbfill import Scale, fill
 from bench.results import Section, Table, Target
 from bench.services import ServiceConfig, fresh_database
 from db.engine import libpq_url
-from db.migrate import upgrade
+from db.migrate import MigrationError, upgrade
 from interfaces.api.process import free_port, start_server, stop_server
 
 API_REDIS_DB = 3
@@ -245,7 +245,10 @@ def filled_database(services: ServiceConfig, scale: Scale, section: Section) -> 
             admin.execute(
                 psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(keep))
             )
-    upgrade(libpq_url(url))
+    try:
+        upgrade(libpq_url(url))
+    except MigrationError as error:  # a migration edited since the fill (work in progress)
+        section.notes.append(f"The kept database was not migrated again: {error}")
     with psycopg.connect(libpq_url(url)) as conn:
         files = conn.execute("SELECT count(*) FROM audio_files").fetchone()[0]  # type: ignore[index]
     if files < scale.files:

@@ -161,6 +161,14 @@ def resolve(credential: str) -> Caller | None:
     return Caller(**{**found.__dict__, "session": None})
 
 
+def _streams_a_body(request: Request) -> bool:
+    """A request whose body is an upload (anything but a small JSON or empty body)."""
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return False
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type not in {"", "application/json"}
+
+
 def caller(request: Request) -> Iterator[Caller]:
     """Dependency: the authenticated caller in the request's transaction, else 401; 429 when its
     key is over its rate. Commits after the handler, before the response."""
@@ -177,8 +185,20 @@ def caller(request: Request) -> Iterator[Caller]:
 
             check_key_rate(found.credential_id)
         request.state.caller = found
+
+        @event.listens_for(session, "after_begin")
+        def _present_again(_session: Session, _transaction: Any, connection: Any) -> None:
+            # A later transaction of this session (after a commit) acts with the same
+            # credential; without it the session would silently act as nobody.
+            access.act_with(connection, credential)
+
+        if _streams_a_body(request):
+            # An upload may take minutes to arrive: no connection (nor open transaction) is
+            # held while it does; unit() then opens a transaction of its own.
+            session.commit()
         yield found
-        session.commit()
+        if session.in_transaction():
+            session.commit()
     except BaseException:
         session.rollback()
         raise

@@ -10,6 +10,7 @@ trusts, so each test can be its own client address). The API connects as a real 
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -110,9 +111,18 @@ class Served:
         return self.log_file.read_text(errors="replace")
 
 
+_addresses = itertools.count(1)
+
+
 def _address() -> str:
-    """A client address of its own (TEST-NET-2), so per-address throttles do not collide."""
-    return f"198.51.100.{secrets.randbelow(250) + 1}"
+    """A client address never used before in this run (TEST-NET-2 and -3, then 10.x), so
+    per-address throttles of different tests never add up."""
+    n = next(_addresses)
+    if n < 255:
+        return f"198.51.100.{n}"
+    if n < 510:
+        return f"203.0.113.{n - 254}"
+    return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
 
 
 @contextmanager
