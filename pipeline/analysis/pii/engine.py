@@ -17,6 +17,8 @@ Recognisers added for calls (Presidio misses these in speech):
 * ``SPOKEN_SSN``: nine digits after "social security" / "SSN" (Presidio's own US SSN pattern
   wants dashes or a very weak score for bare digits);
 * ``BANK_ACCOUNT``: 8–17 digits after "account" (``US_BANK_NUMBER`` alone scores 0.05);
+* ``SpokenPhoneRecognizer``: ten digits after "call me on", "my number is" … (``phonenumbers``
+  rejects unassigned area codes, and speech loses the grouping);
 * ``STREET_ADDRESS``: a house number, one to three words and a street word ("42 Baker Street");
 * ``SPOKEN_PERSON``: one or two capitalised words after "my name is", "this is", "speaking
   with" …, because the small spaCy model misses many names in unpunctuated speech.
@@ -145,10 +147,25 @@ def _recognisers() -> list[Any]:
         patterns=[
             Pattern(
                 "digits after account",
-                r"(?<=\baccount(?:\s+(?:number|no|is|it's|was))*[\s:,]+)\d{8,17}\b",
+                r"(?<=\b(?:account|count)(?:\s+(?:number|no|is|it's|was))*[\s:,]+)\d{8,17}\b",
                 0.75,
             ),
             Pattern("sort code", r"(?<=\bsort code(?:\s+is)?[\s:,]+)\d{6}\b", 0.75),
+        ],
+    )
+    phone = PatternRecognizer(
+        supported_entity="PHONE_NUMBER",
+        name="SpokenPhoneRecognizer",
+        patterns=[
+            # Ten digits (eleven with a leading 1) after a phone cue: phonenumbers rejects
+            # unassigned area codes, and ASR mangles the grouping.
+            Pattern(
+                "digits after a phone cue",
+                r"(?<=\b(?:phone|number|call|calling|reach|mobile|cell|back on|text|dial)"
+                r"(?:\s+\w+){0,3}[\s:,]+)1?\d{10}\b",
+                0.7,
+            ),
+            Pattern("dashed phone", r"\b\d{3}[-.]\d{3}[-.]\d{4}\b", 0.6),
         ],
     )
     street = PatternRecognizer(
@@ -175,7 +192,7 @@ def _recognisers() -> list[Any]:
         # Case matters here: a name is what Whisper capitalised.
         global_regex_flags=re.DOTALL | re.MULTILINE,
     )
-    return [OfflineEmailRecognizer(), ssn, account, street, person]
+    return [OfflineEmailRecognizer(), ssn, account, phone, street, person]
 
 
 @lru_cache(maxsize=2)

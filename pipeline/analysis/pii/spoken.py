@@ -38,6 +38,9 @@ DIGITS = {
     "nine": "9",
 }
 ZERO_INSIDE_RUN = frozenset({"oh", "o"})  # "four oh two": zero only next to other digits
+# What Whisper writes for a digit said inside a run ("two two six free eight"); only read as a
+# digit between other digits, so "free delivery" and "for me" stay words.
+SOUNDALIKE_INSIDE_RUN = {"free": "3", "tree": "3", "for": "4", "to": "2", "too": "2", "ate": "8"}
 TEENS = {
     "ten": 10,
     "eleven": 11,
@@ -112,6 +115,7 @@ TLDS = frozenset(
 )
 _EDGE_PUNCT = "\"'“”‘’()[]{}<>,;:!?."
 _NUMERIC = re.compile(r"^\d+(?:[-,]\d+)*$")
+_DOTTED = re.compile(r"^\d+(?:\.\d+)+$")  # "2.46281294": digits Whisper wrote as a decimal
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _WORDISH = re.compile(r"^[\w.+'-]+$")
 
@@ -201,6 +205,8 @@ def _number_at(words: Sequence[str], i: int) -> tuple[str, int, int] | None:
         return str(TENS[w]), 1, 2
     if _NUMERIC.match(w):
         return w.replace("-", "").replace(",", ""), 1, 2
+    if _DOTTED.match(w) and not _IP.match(w) and sum(c.isdigit() for c in w) >= 7:
+        return w.replace(".", ""), 1, 2
     return None
 
 
@@ -223,6 +229,14 @@ def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
         w = core(words[j])
         if w in ZERO_INSIDE_RUN:
             parts.append("0")
+            weight += 1
+            j += 1
+        elif (
+            w in SOUNDALIKE_INSIDE_RUN
+            and j + 1 < len(words)
+            and _number_at(words, j + 1) is not None
+        ):
+            parts.append(SOUNDALIKE_INSIDE_RUN[w])
             weight += 1
             j += 1
         elif w in RUN_JOINERS and j + 1 < len(words) and _number_at(words, j + 1):
