@@ -229,11 +229,26 @@ def test_summary_is_shorter_and_made_of_sentences_of_the_text(
     assert 0.0 < summary["ratio"] < 1.0
 
 
-def test_a_one_sentence_text_summarises_to_itself(settings: Settings) -> None:
+def test_a_one_sentence_text_says_it_is_too_short(settings: Settings) -> None:
     text = "We will meet the client in Berlin on Friday."
     (record,) = analyze(AnalysisInput(text), settings, ["summary"])
-    assert record.result["summary"] == text
-    assert record.result["sentences"] == [{"index": 0, "text": text, "score": None}]
+    assert record.result["summary"] == "" and record.result["sentences"] == []
+    assert record.result["too_short"] is True
+    assert record.result["note"] == "Too short to summarise: 1 sentence, 9 words."
+
+
+def test_a_four_sentence_complaint_is_summarised_in_at_most_half(settings: Settings) -> None:
+    # The example: four sentences used to give three of them back.
+    text = (
+        "I bought a printer from your shop three weeks ago and it has never worked properly. "
+        "Every time I try to print a page the paper jams and the machine shows an error light. "
+        "I called your support line twice and nobody could tell me what was wrong with it. "
+        "I want a replacement printer or a full refund of the money I paid for it this month."
+    )
+    (record,) = analyze(AnalysisInput(text), settings, ["summary"])
+    result = record.result
+    assert 1 <= len(result["sentences"]) <= 2
+    assert 0 < result["ratio"] <= 0.5
 
 
 # --- entities ----------------------------------------------------------------------------
