@@ -383,12 +383,23 @@ def test_login_and_request_flow_under_rls(world: World) -> None:
     """A login and a later request, end to end as the app role: the database checks the
     password proof and opens the session (005), the token then decides the acting user."""
     with unit_of_work(world.app) as session:
-        assert access.open_session(
-            session, "nobody", PASSWORD, ip_address=None, user_agent="rls", ttl_seconds=3600
-        ) is None
-        assert access.open_session(
-            session, "analyst", PASSWORD + "x", ip_address=None, user_agent="rls", ttl_seconds=3600
-        ) is None
+        assert (
+            access.open_session(
+                session, "nobody", PASSWORD, ip_address=None, user_agent="rls", ttl_seconds=3600
+            )
+            is None
+        )
+        assert (
+            access.open_session(
+                session,
+                "analyst",
+                PASSWORD + "x",
+                ip_address=None,
+                user_agent="rls",
+                ttl_seconds=3600,
+            )
+            is None
+        )
         opened = access.open_session(
             session, "Analyst@Example.org", PASSWORD, ip_address="192.0.2.1", user_agent="rls",
             ttl_seconds=3600,
