@@ -28,6 +28,7 @@ import contextlib
 import os
 import random
 import secrets
+import shutil
 import statistics
 import threading
 import time
@@ -291,6 +292,7 @@ def run(ctx: Context) -> Section:
         finally:
             stop_server(server)
             redis.Redis.from_url(redis_url).flushdb()
+            shutil.rmtree(work / "storage", ignore_errors=True)  # ~1 GB of uploads per run
     section.notes.append(
         f"Database at scale {ctx.db_scale:g} ({scale.files:,} files); server: teleai serve "
         f"--workers {SERVER_WORKERS} connecting as the owner with SET ROLE teleai_app (the same "
