@@ -32,15 +32,18 @@ from typer.testing import CliRunner
 from interfaces.api.settings import ApiSettings
 from interfaces.cli import app as teleai_app
 from pipeline.settings import Settings
+from pipeline.webhooks import WebhookSettings
 from workers import celeryconfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 IMAGE_ENTRYPOINT = "teleai"
-SETTINGS_ENV = {f"TELEAI_{name.upper()}" for name in Settings.model_fields} | {
-    f"TELEAI_API_{name.upper()}" for name in ApiSettings.model_fields
-}
+SETTINGS_ENV = (
+    {f"TELEAI_{name.upper()}" for name in Settings.model_fields}
+    | {f"TELEAI_API_{name.upper()}" for name in ApiSettings.model_fields}
+    | {f"TELEAI_WEBHOOK_{name.upper()}" for name in WebhookSettings.model_fields}
+)
 WORKER_PREFIX = "worker-"
 
 
@@ -228,6 +231,7 @@ REQUIRED_SECRETS = {
     "APP_DB_PASSWORD",
     "TELEAI_S3_ACCESS_KEY_ID",
     "TELEAI_S3_SECRET_ACCESS_KEY",
+    "TELEAI_WEBHOOK_SECRET",
 }
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z0-9_]+)(?P<op>:?[-?+])?(?P<rest>[^}]*)\}")
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY|TOKEN")
