@@ -43,6 +43,8 @@ from tests.speech import espeak_wav
         ("4111-1111 1111 1111.", "4111111111111111."),
         ("maria dot gonzalez at gmail dot com please", "maria.gonzalez@gmail.com please"),
         ("john_smith at example.co.uk", "john_smith@example.co.uk"),
+        ("is maria.luisatoutlook.com", "is maria.luis@outlook.com"),
+        ("see format.com", "see format.com"),
         ("one nine two dot one six eight dot one dot twenty", "192.168.1.20"),
         ("this one is fine oh well", "this one is fine oh well"),
         ("look at this dot", "look at this dot"),

@@ -11,7 +11,8 @@ transcript are rewritten:
   becomes one digit string: ``4111111111111111``; "dot"/"point" between digit groups becomes
   ``.`` so a spoken IP address reads ``192.168.1.20``;
 * an address said with "at" and "dot" becomes ``maria.gonzalez@gmail.com`` (only when the
-  domain ends in a known top-level domain, so "look at this dot" stays as it was);
+  domain ends in a known top-level domain, so "look at this dot" stays as it was), and one
+  Whisper glued together ("mariaatgmail.com") is split at the "at" before a big mail provider;
 * every other word is kept as it was written.
 
 Each rewritten piece remembers the first and last word it came from, so a span found in the
@@ -64,7 +65,7 @@ TENS = {
     "ninety": 90,
 }
 REPEAT = {"double": 2, "triple": 3}
-RUN_JOINERS = frozenset({"dash", "hyphen", "-"})  # dropped inside a digit run
+RUN_JOINERS = frozenset({"dash", "hyphen", ""})  # dropped inside a digit run ("" is a lone "-")
 RUN_POINTS = frozenset({"dot", "point"})  # "." inside a digit run (IP addresses)
 EMAIL_JOINERS = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
 # Top-level domains an address said aloud may end in (a said domain must end in one).
@@ -113,11 +114,17 @@ TLDS = frozenset(
         "pt",
     ]
 )
-_EDGE_PUNCT = "\"'“”‘’()[]{}<>,;:!?."
+_EDGE_PUNCT = "\"'“”‘’()[]{}<>,;:!?.-"  # "-5" in "415-5-5-5": Whisper's split of a dashed number
 _NUMERIC = re.compile(r"^\d+(?:[-,]\d+)*$")
 _DOTTED = re.compile(r"^\d+(?:\.\d+)+$")  # "2.46281294": digits Whisper wrote as a decimal
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _WORDISH = re.compile(r"^[\w.+'-]+$")
+# Whisper often glues a spoken "at" to the provider: "maria.luisatoutlook.com". Only the big
+# mail providers are split this way, so a word like "format.com" is left alone.
+_GLUED_AT = re.compile(
+    r"^(?P<user>[a-z0-9][a-z0-9._-]*?)at(?P<domain>(?:gmail|googlemail|yahoo|outlook|hotmail|"
+    r"icloud|aol|protonmail|proton|live|msn|gmx)\.[a-z.]{2,6})$"
+)
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,11 @@ def normalise(words: Sequence[str]) -> Normalised:
             i = last + 1
             continue
         stripped = words[i].strip()
+        glued = _GLUED_AT.match(core(stripped))
+        if glued and "@" not in stripped:
+            emit(f"{glued['user']}@{glued['domain']}", i, i)
+            i += 1
+            continue
         if _IP.match(core(stripped)):
             emit(core(stripped), i, i)
             i += 1
