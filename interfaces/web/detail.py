@@ -129,7 +129,7 @@ def file_page(
     found = _analyses(who, chosen)
     words = tx.words_of(chosen.segments or []) if chosen is not None else []
     keywords, entities = _terms(found, words)
-    summary = (found.get("summary") or {}).get("summary") or ""
+    summary = found.get("summary") or {}
     player = {
         "file_id": str(file_id),
         "status": row.status,
@@ -146,7 +146,8 @@ def file_page(
             "turns": tx.turns(words),
             "keywords": keywords,
             "entities": entities,
-            "summary": summary,
+            "summary": summary.get("summary") or "",
+            "summary_note": summary.get("note") or "",
             "sentiment": found.get("sentiment"),
             "conversation": found.get("conversation"),
             "diff": _diff(versions, compare, against),

@@ -35,7 +35,8 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 SNAPSHOT_SECONDS: Final = 2.0
 BUCKET_SECONDS: Final = 300
 BUCKETS: Final = 12  # one hour
-STEPS: Final = ("ingest", "validate", "probe", "decode", "transcribe", "analyze")
+# The steps shown (metadata.stage_seconds holds finer ones too: fetch, model_load, db writes).
+STEPS: Final = ("ingest", "decode", "transcribe", "diarize", "analyze")
 
 _HISTORY_SQL = text("""
 WITH finished AS (
@@ -84,7 +85,7 @@ def history(session: Session) -> dict[str, Any]:
             failed[i] = int(files)
         elif step is not None:
             steps.setdefault(str(step), [None] * BUCKETS)[i] = round(float(seconds), 3)
-    ordered = {s: steps[s] for s in (*STEPS, *sorted(set(steps) - set(STEPS))) if s in steps}
+    ordered = {s: steps[s] for s in STEPS if s in steps}
     return {"times": times, "completed": completed, "failed": failed, "steps": ordered}
 
 
@@ -134,6 +135,7 @@ def _per_stage(stats: dict[str, Any]) -> list[dict[str, Any]]:
 
 def snapshot(who: Caller) -> dict[str, Any]:
     stats = _shared.get()
+    averages = stats.get("avg_stage_seconds_last_hour", {})
     with unit(who) as session:
         hour = history(session)
     return {
@@ -145,7 +147,7 @@ def snapshot(who: Caller) -> dict[str, Any]:
         "workers": stats.get("workers", []),
         "finished_last_hour": {k: int(v) for k, v in stats.get("finished_last_hour", {}).items()},
         "avg_stage_seconds": {
-            k: round(float(v), 3) for k, v in stats.get("avg_stage_seconds_last_hour", {}).items()
+            step: round(float(averages[step]), 3) for step in STEPS if step in averages
         },
         "sources_up": stats.get("sources_up", {}),
         "history": hour,

@@ -9,6 +9,7 @@
   const depth = [[], ...STAGES.map(() => [])];
   const colours = ["#1f5fbf", "#b35c00", "#1b7a3d", "#8e24aa", "#00838f", "#c2185b"];
   const hhmm = (t) => new Date(t * 1000).toTimeString().slice(0, 5);
+  const hhmmss = (t) => new Date(t * 1000).toTimeString().slice(0, 8);
   const charts = {};
 
   const make = (id, series, values, timeAxis) => {
@@ -92,7 +93,7 @@
   };
 
   addDepth(snap);
-  charts.depth = make("depth-chart", STAGES, depth, hhmm);
+  charts.depth = make("depth-chart", STAGES, depth, hhmmss);
   charts.throughput = make("throughput-chart", ["completed", "failed"], historyData(snap.history), hhmm);
   charts.timesSteps = stepNames(snap.history).join();
   charts.times = make("times-chart", stepNames(snap.history), stepData(snap.history), hhmm);
