@@ -155,6 +155,8 @@ def test_retranscription_with_openai_whisper_adds_version_two(
         "keywords",
         "entities",
         "conversation",
+        "chapters",
+        "topics",
     }
     with psycopg.connect(libpq_url(pipeline.database_url)) as conn:
         rows = conn.execute(
