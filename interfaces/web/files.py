@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -80,26 +81,48 @@ def _with_errors(who: Caller, items: list[dict[str, Any]]) -> list[dict[str, Any
     return [{**i, "error": errors.get(i["id"])} for i in items]
 
 
+def _choice(enum: type[FileStatus] | type[AudioFormat], value: str) -> Any:
+    """A filter's value ("" from the form's "all" means no filter)."""
+    if not value:
+        return None
+    try:
+        return enum(value)
+    except ValueError as error:
+        raise ApiError(400, f"unknown filter value '{value[:40]}'") from error
+
+
+def _page_url(status: str, file_format: str, cursor: str | None = None) -> str:
+    query = {"status": status, "format": file_format, "cursor": cursor or ""}
+    kept = {k: v for k, v in query.items() if v}
+    return "/files" + (f"?{urlencode(kept)}" if kept else "")
+
+
 @router.get("/files")
 def files_page(
     request: Request,
     who: PageUser,
-    status: FileStatus | None = None,
-    file_format: Annotated[AudioFormat | None, Query(alias="format")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[str, Query(max_length=20)] = "",
+    file_format: Annotated[str, Query(alias="format", max_length=20)] = "",
+    cursor: Annotated[str, Query(max_length=200)] = "",
 ) -> HTMLResponse:
     listed = list_files(
-        who, status=status, file_format=file_format, limit=PAGE_SIZE, cursor=cursor or None
+        who,
+        status=_choice(FileStatus, status),
+        file_format=_choice(AudioFormat, file_format),
+        limit=PAGE_SIZE,
+        cursor=cursor or None,
     )
+    next_cursor = listed["next_cursor"]
     return page(
         request,
         "files.html",
         {
             "items": _with_errors(who, listed["items"]),
-            "next_cursor": listed["next_cursor"],
-            "first_page": cursor is None,
-            "status": status.value if status else "",
-            "format": file_format.value if file_format else "",
+            "next_url": _page_url(status, file_format, next_cursor) if next_cursor else None,
+            "first_url": _page_url(status, file_format) if cursor else None,
+            "first_page": not cursor,
+            "status": status,
+            "format": file_format,
             "statuses": [s.value for s in FileStatus],
             "formats": [f.value for f in AudioFormat],
             "engines": ENGINES,

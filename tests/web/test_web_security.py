@@ -260,3 +260,68 @@ def test_markup_in_names_and_transcripts_renders_as_text(
         assert not errors
     finally:
         context.close()
+
+
+def test_upload_form_options_reach_the_file(web_only: Served, alice: str, audio: Path) -> None:
+    with http_sign_in(web_only, alice) as client:
+        token = csrf_of(client.get("/files").text)
+        with audio.open("rb") as handle:
+            answer = client.post(
+                "/files/upload",
+                data={"engine": "faster-whisper", "language": "de", "vocabulary": "Acme, Zorblax",
+                      "speakers": "2", "channels": "auto", "channel_labels": "",
+                      "redact_pii": "on", "force": "on"},
+                files={"file": ("options call.ogg", handle, "audio/ogg")},
+                headers={"X-CSRF-Token": token, "Accept": "application/json"},
+            )  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        file_id = answer.json()["items"][0]["id"]
+        bad = client.post(
+            "/files/upload",
+            data={"language": "not a language"},
+            files={"file": ("x.ogg", b"OggS", "audio/ogg")},
+            headers={"X-CSRF-Token": token, "Accept": "application/json"},
+        )
+        assert bad.status_code == 400 and "language" in bad.json()["error"]
+    with web_only.client(web_only.login(alice)) as api:
+        options = api.get(f"/api/v1/files/{file_id}").json()["options"]
+    assert options == {
+        "engine": "faster-whisper", "language": "de", "vocabulary": ["Acme", "Zorblax"],
+        "speakers": 2, "redact_pii": True,
+    }  # fmt: skip
+
+
+def test_failed_files_show_their_error_and_the_list_filters_and_pages(
+    web_only: Served, audio: Path
+) -> None:
+    owner = web_only.user("analyst")
+    token = web_only.login(owner)
+    ids = []
+    with web_only.client(token) as api, audio.open("rb") as handle:
+        for i in range(26):  # one more than a page
+            handle.seek(0)
+            answer = api.post(
+                "/api/v1/files",
+                files={"file": (f"call {i:02d}.ogg", handle, "audio/ogg")},
+                params={"force": "true"},
+            )
+            assert answer.status_code == 201, answer.text
+            ids.append(answer.json()["id"])
+        cancelled = api.post(f"/api/v1/files/{ids[0]}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+    with http_sign_in(web_only, owner) as client:
+        first = client.get("/files")
+        assert first.text.count('<tr id="file-') == 25
+        assert "call 25.ogg" in first.text and "call 00.ogg" not in first.text
+        next_url = first.text.split('rel="next"', 1)[0].rsplit('href="', 1)[1].split('"')[0]
+        second = client.get(next_url.replace("&amp;", "&"))
+        assert second.status_code == 200, second.text
+        # The filter form's "all" sends empty values.
+        assert client.get("/files?status=&format=").text.count('<tr id="file-') == 25
+        assert second.text.count('<tr id="file-') == 1
+        assert f"cancelled by {owner} before processing started" in second.text
+        failed = client.get("/files", params={"status": "failed"})
+        assert failed.text.count('<tr id="file-') == 1 and "call 00.ogg" in failed.text
+        assert client.get("/files", params={"format": "mp3"}).text.count('<tr id="file-') == 0
+        bad_cursor = client.get("/files", params={"cursor": "nonsense"})
+        assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.text
