@@ -67,6 +67,18 @@ def shot(page: Page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=False)
 
 
+def drop(page: Page, path: Path) -> None:
+    """Drag-and-drop of a file onto the upload area (a DataTransfer holding it)."""
+    transfer = page.evaluate_handle(
+        "([name, bytes]) => { const t = new DataTransfer();"
+        " t.items.add(new File([new Uint8Array(bytes)], name, {type: 'audio/ogg'}));"
+        " return t; }",
+        [path.name, list(path.read_bytes())],
+    )
+    page.dispatch_event("#drop", "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
 @pytest.fixture(scope="module")
 def uploaded(
     browser: Browser, web: Served, tmp_path_factory: pytest.TempPathFactory
@@ -85,7 +97,9 @@ def uploaded(
         sign_in(page, web, analyst)
         page.evaluate(WATCH_ROWS)
         origin = page.evaluate("performance.timeOrigin")
-        page.set_input_files("#file-input", [str(f) for f in files])
+        # One file dropped on the drop zone, one through the file chooser.
+        drop(page, files[0])
+        page.set_input_files("#file-input", str(files[1]))
         expect(page.locator("#progress li")).to_have_count(2)
         expect(page.locator("#progress li", has_text="uploaded")).to_have_count(2)
         rows = page.locator("#files tbody tr")
