@@ -256,3 +256,24 @@ def test_redacted_audio_has_the_tone_only_over_the_span(tmp_path: Path) -> None:
     assert silent is not None
     quiet = np.asarray(AudioSegment.from_file(silent).get_array_of_samples())
     assert not quiet[int(1.0 * rate) : int(2.0 * rate)].any()
+
+
+def test_words_whisper_split_are_joined_and_redacted_as_one(no_network: None) -> None:
+    said = [" My", " email", " is", " maria", ".luisatoutlook", ".com."]
+    words = [{"start": i * 0.4, "end": i * 0.4 + 0.3, "word": w, "probability": 0.8}
+             for i, w in enumerate(said)]  # fmt: skip
+    segments = [{"start": 0.0, "end": 2.3, "text": "".join(said), "words": words}]
+    inp = AnalysisInput(
+        "".join(said).strip(),
+        (SegmentText(0.0, 2.3, "".join(said), None,
+                     tuple(WordText(w["start"], w["end"], w["word"]) for w in words)),),
+        "en",
+    )  # fmt: skip
+    outcome = analyze_pii(inp, segments, Policy(("email",)), Settings())
+    (email,) = outcome.result.result["entities"]
+    assert email["normalized"] == "maria.luis@outlook.com"
+    assert (email["start"], email["end"]) == (1.2, 2.3)
+    assert outcome.redacted_text == "My email is [EMAIL]."
+    assert [w["word"] for w in outcome.redacted_segments[0]["words"]] == [
+        " My", " email", " is", " [EMAIL].",
+    ]  # fmt: skip

@@ -62,6 +62,14 @@ class Token:
     end: float
     segment: int
     word: int | None  # index into the segment's words; None when the segment had none
+    last_word: int | None = None  # the last word joined into this token (None: ``word``)
+
+    @property
+    def words(self) -> range:
+        """Indices of the segment's words behind this token (empty without word times)."""
+        if self.word is None:
+            return range(0)
+        return range(self.word, (self.last_word if self.last_word is not None else self.word) + 1)
 
 
 @dataclass(frozen=True)
@@ -84,11 +92,19 @@ def tokens_of(inp: AnalysisInput) -> list[Token]:
     tokens: list[Token] = []
     for s, segment in enumerate(inp.segments):
         if segment.words:
-            tokens += [
-                Token(w.word.strip(), w.start, w.end, s, i)
-                for i, w in enumerate(segment.words)
-                if w.word.strip()
-            ]
+            for i, w in enumerate(segment.words):
+                text = w.word.strip()
+                if not text:
+                    continue
+                previous = tokens[-1] if tokens else None
+                if previous is not None and previous.segment == s and not w.word[:1].isspace():
+                    # Whisper splits "maria.luisatoutlook.com" or "4.0815…" into several
+                    # words; one without a leading space continues the word before it.
+                    tokens[-1] = Token(
+                        previous.text + text, previous.start, w.end, s, previous.word, i
+                    )
+                    continue
+                tokens.append(Token(text, w.start, w.end, s, i))
             continue
         parts = segment.text.split()
         total = sum(len(p) + 1 for p in parts) or 1

@@ -88,8 +88,7 @@ def redact_segments(
             hit = covered.get(i)
             if hit is None:
                 texts.append(token.text)
-                if token.word is not None:
-                    new_words.append(dict(words[token.word]))
+                new_words += [dict(words[w]) for w in token.words]
                 k += 1
                 continue
             run = [i]
@@ -101,9 +100,10 @@ def redact_segments(
             if token.word is not None:
                 merged = dict(words[token.word])
                 probabilities = [
-                    float(words[tokens[j].word]["probability"])  # type: ignore[index]
+                    float(words[w]["probability"])
                     for j in run
-                    if tokens[j].word is not None and "probability" in words[tokens[j].word]  # type: ignore[index]
+                    for w in tokens[j].words
+                    if words[w].get("probability") is not None
                 ]
                 merged.update(
                     word=" " + stand_in,
