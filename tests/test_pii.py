@@ -260,8 +260,10 @@ def test_redacted_audio_has_the_tone_only_over_the_span(tmp_path: Path) -> None:
 
 def test_words_whisper_split_are_joined_and_redacted_as_one(no_network: None) -> None:
     said = [" My", " email", " is", " maria", ".luisatoutlook", ".com."]
-    words = [{"start": i * 0.4, "end": i * 0.4 + 0.3, "word": w, "probability": 0.8}
-             for i, w in enumerate(said)]  # fmt: skip
+    words: list[dict[str, Any]] = [
+        {"start": i * 0.4, "end": i * 0.4 + 0.3, "word": w, "probability": 0.8}
+        for i, w in enumerate(said)
+    ]
     segments = [{"start": 0.0, "end": 2.3, "text": "".join(said), "words": words}]
     inp = AnalysisInput(
         "".join(said).strip(),
