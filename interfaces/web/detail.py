@@ -19,15 +19,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from db.analyses import analyses_for
-from db.models import Transcription
+from db.models import AudioFile
+from db.redactions import redactions_of_file
 from db.transcripts import list_versions
 from interfaces.api import views
 from interfaces.api.errors import ApiError
-from interfaces.api.routes.files import Retranscription, export, retranscribe, visible_file
+from interfaces.api.routes import files as api_files
+from interfaces.api.routes.files import Retranscription, retranscribe, visible_file
 from interfaces.api.routes.live import file_events
 from interfaces.web import transcript as tx
 from interfaces.web.files import ENGINES
@@ -43,21 +46,46 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 MAX_TERMS = 15
 
 
-def _chosen(versions: list[Transcription], version: int | None) -> Transcription | None:
-    if not versions:
-        return None
-    if version is None:
-        return next((v for v in versions if v.is_latest), versions[-1])
-    for row in versions:
-        if row.version == version:
-            return row
-    raise ApiError(404, f"this file has no transcript version {version}")
+def may_read_unredacted(session: Session, file_id: uuid.UUID) -> bool:
+    """Migration 007's rule, asked of the database: False for a ``redact_pii`` file the caller
+    may only read (and hear) in its redacted form."""
+    found = session.execute(
+        text("SELECT pii_unredacted_visible(:id)"), {"id": file_id}
+    ).scalar_one()
+    return bool(found)
 
 
-def _analyses(who: Any, chosen: Transcription | None) -> dict[str, dict[str, Any]]:
-    if chosen is None:
-        return {}
-    return {a.analysis_type: a.result for a in analyses_for(who.session, chosen.id)}
+def _readable_report(
+    session: Session, row: AudioFile, version: int | None, redacted: bool
+) -> dict[str, Any] | None:
+    """The API's report of the chosen version in the form the caller may (or asked to) read;
+    None while the file has no transcript."""
+    try:
+        readable = api_files._readable(session, row.id, version, redacted)
+    except ApiError as error:
+        if error.status == 404 and version is None and not redacted:
+            return None
+        raise
+    return api_files._report(session, row, readable)
+
+
+def _versions(
+    session: Session, file_id: uuid.UUID, redacted: bool
+) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Every version the caller may read (its list row, its text), redacted where they must be
+    or asked to be; oldest first."""
+    rows: list[dict[str, Any]] = []
+    texts: dict[int, str] = {}
+    if not redacted:
+        for v in list_versions(session, file_id):
+            rows.append(views.version_summary(v))
+            texts[v.version] = v.transcription_text or ""
+    if not rows:
+        redactions = redactions_of_file(session, file_id)
+        for r in redactions:
+            rows.append(views.redacted_transcript(r) | {"is_latest": r is redactions[-1]})
+            texts[r.version] = r.redacted_text
+    return rows, texts
 
 
 def _terms(
@@ -88,19 +116,15 @@ def _terms(
     return keywords, entities
 
 
-def _diff(
-    versions: list[Transcription], compare: int | None, against: int | None
-) -> dict[str, Any] | None:
+def _diff(texts: dict[int, str], compare: int | None, against: int | None) -> dict[str, Any] | None:
     if compare is None or against is None:
         return None
-    by_number = {v.version: v for v in versions}
-    if compare not in by_number or against not in by_number:
+    if compare not in texts or against not in texts:
         raise ApiError(404, "this file has no such transcript version")
-    old, new = by_number[compare], by_number[against]
     return {
         "old": compare,
         "new": against,
-        "parts": tx.word_diff(old.transcription_text or "", new.transcription_text or ""),
+        "parts": tx.word_diff(texts[compare], texts[against]),
     }
 
 
@@ -120,14 +144,19 @@ def file_page(
     version: Annotated[int | None, Query(ge=1)] = None,
     compare: Annotated[int | None, Query(ge=1)] = None,
     against: Annotated[int | None, Query(ge=1)] = None,
+    redacted: bool = False,
     queued: bool = False,
 ) -> HTMLResponse:
-    row = visible_file(who.session, file_id)
+    session = who.session
+    row = visible_file(session, file_id)
     detail = views.file_detail(row)
-    versions = list_versions(who.session, file_id)
-    chosen = _chosen(versions, version)
-    found = _analyses(who, chosen)
-    words = tx.words_of(chosen.segments or []) if chosen is not None else []
+    unredacted_ok = may_read_unredacted(session, file_id)
+    report = _readable_report(session, row, version, redacted)
+    chosen = report["transcription"] if report else None
+    shown_redacted = bool(chosen and chosen.get("redacted"))
+    versions, texts = _versions(session, file_id, shown_redacted)
+    found = {a["analysis_type"]: a["result"] for a in (report or {}).get("analyses", [])}
+    words = tx.words_of(chosen["segments"] or []) if chosen else []
     keywords, entities = _terms(found, words)
     summary = found.get("summary") or {}
     player = {
@@ -143,6 +172,10 @@ def file_page(
             "file": detail,
             "versions": versions,
             "chosen": chosen,
+            "redacted": shown_redacted,
+            # Someone who may read both forms can switch; the others only ever get one.
+            "can_switch": unredacted_ok and (shown_redacted or _has_redaction(session, file_id)),
+            "audio_query": "?redacted=true" if shown_redacted else "",
             "turns": tx.turns(words),
             "keywords": keywords,
             "entities": entities,
@@ -150,7 +183,7 @@ def file_page(
             "summary_note": summary.get("note") or "",
             "sentiment": found.get("sentiment"),
             "conversation": found.get("conversation"),
-            "diff": _diff(versions, compare, against),
+            "diff": _diff(texts, compare, against),
             "player": player,
             "engines": ENGINES,
             "queued": queued,
@@ -160,13 +193,35 @@ def file_page(
     )
 
 
+def _has_redaction(session: Session, file_id: uuid.UUID) -> bool:
+    return bool(redactions_of_file(session, file_id))
+
+
+def audio_ref(session: Session, row: AudioFile, redacted: bool) -> str:
+    """Which stored copy to play: the redacted copy when asked or when the caller may only
+    hear that (a ``redact_pii`` file's recording holds the personal data the text hides)."""
+    restricted = not may_read_unredacted(session, row.id)
+    if redacted or restricted:
+        copies = [r.audio_path for r in redactions_of_file(session, row.id) if r.audio_path]
+        if copies:
+            return copies[-1]
+        if restricted:
+            raise ApiError(
+                403,
+                "this call's recording holds personal data and has no redacted copy (submit "
+                "with redact_audio for one); its redacted transcript is readable",
+            )
+    return row.file_path
+
+
 @router.get("/files/{file_id}/audio")
-def audio(who: ScriptUser, file_id: uuid.UUID) -> Response:
+def audio(who: ScriptUser, file_id: uuid.UUID, redacted: bool = False) -> Response:
     """The stored recording, for the signed-in user who may see the file (Range supported)."""
     row = visible_file(who.session, file_id)
+    ref = audio_ref(who.session, row, redacted)
     stack = contextlib.ExitStack()
     try:
-        path: Path = stack.enter_context(open_local(row.file_path, get_settings()))
+        path: Path = stack.enter_context(open_local(ref, get_settings()))
         if not path.is_file():
             raise ApiError(404, "the stored audio of this file is gone (retention or deletion)")
     except PipelineError as error:
@@ -191,9 +246,10 @@ def download(
     file_id: uuid.UUID,
     fmt: Literal["txt", "json", "srt", "vtt"],
     version: Annotated[int | None, Query(ge=1)] = None,
+    redacted: bool = False,
 ) -> Response:
     """The API's export, for the page's download links."""
-    return export(who, file_id, fmt, version)
+    return api_files.export(who, file_id, fmt, version, redacted)
 
 
 @router.get("/files/{file_id}/events")

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from db.models import Transcription
+from db.redactions import redaction_of
 from interfaces.api.routes.files import search as api_search
 from interfaces.web import transcript as tx
 from interfaces.web.render import WebRoute, page
@@ -33,7 +34,9 @@ def search_page(
     if query:
         found = api_search(who, query, limit=MAX_HITS)
         for item in found["items"]:
-            version = who.session.get(Transcription, uuid.UUID(item["transcription_id"]))
+            ident = uuid.UUID(item["transcription_id"])
+            # A redacted file's hit is timed on its redacted words (what this caller may read).
+            version = who.session.get(Transcription, ident) or redaction_of(who.session, ident)
             words = tx.words_of(version.segments or []) if version is not None else []
             hits.append({**item, "time": tx.hit_time(item["snippet"], words)})
     return page(request, "search.html", {"q": query, "hits": hits}, who=who)

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from db.models import AudioFile
+from db.redactions import record_redaction
 from db.transcripts import add_transcription_version
 from tests.api.conftest import Served
 from tests.speech import speech_file
@@ -325,3 +326,47 @@ def test_failed_files_show_their_error_and_the_list_filters_and_pages(
         assert client.get("/files", params={"format": "mp3"}).text.count('<tr id="file-') == 0
         bad_cursor = client.get("/files", params={"cursor": "nonsense"})
         assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.text
+
+
+def test_a_redacted_call_is_shown_and_played_only_as_its_role_may(
+    web_only: Served, alice: str, audio: Path
+) -> None:
+    with web_only.client(web_only.login(alice)) as api, audio.open("rb") as handle:
+        answer = api.post(
+            "/api/v1/files",
+            files={"file": ("pii call.ogg", handle, "audio/ogg")},
+            data={"options": '{"redact_pii": true}'},
+            params={"force": "true"},
+        )
+        assert answer.status_code == 201, answer.text
+        file_id = answer.json()["id"]
+    said, hidden = "call me at 555 0100 please", "call me at [PHONE] please"
+    timed = [{"start": float(i), "end": i + 0.9, "word": w} for i, w in enumerate(said.split())]
+    with web_only.owner() as session:
+        version = add_transcription_version(
+            session, uuid.UUID(file_id), text=said, language_code="en", confidence_score=None,
+            engine="faster-whisper", engine_version=None, model_name="tiny.en",
+            segments=[{"start": 0.0, "end": 6.0, "text": said, "words": timed}],
+            word_count=6, processing_time_seconds=None,
+        )  # fmt: skip
+        covered = [{**w, "word": h} for w, h in zip(timed, hidden.split(), strict=False)]
+        record_redaction(
+            session, version.id, redacted_text=hidden,
+            segments=[{"start": 0.0, "end": 6.0, "text": hidden, "words": covered}],
+            spans=[{"type": "phone", "start": 3.0, "end": 4.9}], policy={}, audio_path=None,
+        )  # fmt: skip
+    bob = web_only.user("analyst")  # analysts see every file, not its personal data
+    with http_sign_in(web_only, bob) as client:
+        shown = client.get(f"/files/{file_id}")
+        assert shown.status_code == 200
+        assert "[PHONE]" in shown.text and "555" not in shown.text
+        assert "personal data redacted" in shown.text and "switch-redaction" not in shown.text
+        assert client.get(f"/files/{file_id}", params={"redacted": "false"}).text.count("555") == 0
+        assert client.get(f"/files/{file_id}/audio").status_code == 403
+        assert "555" not in client.get(f"/files/{file_id}/export/txt").text
+        assert "555" not in client.get("/search", params={"q": "please"}).text
+    with http_sign_in(web_only, alice) as client:  # the owning analyst reads both forms
+        own = client.get(f"/files/{file_id}")
+        assert ">555<" in own.text and "[PHONE]" not in own.text and "switch-redaction" in own.text
+        assert "[PHONE]" in client.get(f"/files/{file_id}", params={"redacted": "true"}).text
+        assert client.get(f"/files/{file_id}/audio").status_code == 200
