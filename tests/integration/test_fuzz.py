@@ -15,6 +15,7 @@ and the worker and its pool are the same processes afterwards, still taking good
 from __future__ import annotations
 
 import collections
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -39,7 +40,9 @@ from tests.harness import private_redis
 from tests.integration.conftest import Pipeline, _teleai, pipeline_env, stop_worker
 from workers import process
 
-FUZZ_COUNT = 504  # 84 per format
+# 168 mutants (28 per format) in the default run keep CI inside its time budget; the recorded
+# 504-mutant run (84 per format) is TELEAI_FUZZ_COUNT=504 (docs/reliability.md).
+FUZZ_COUNT = int(os.environ.get("TELEAI_FUZZ_COUNT", "168"))
 # The deadline only has to catch what the task time limit would not (a lost message, a dead
 # pool): a hung task already ends as a failed row within TASK_TIME_LIMIT. Generous per file,
 # because two thirds of the mutants still decode and cost a transcription on a shared machine.
