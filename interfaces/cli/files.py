@@ -416,13 +416,11 @@ def _analysis_line(kind: str, result: dict[str, Any]) -> str:
         count = len(result["segments"])
         return f"  {overall['label']} ({overall['score']:+.2f}) over {count} segments"
     if kind == "summary":
-        return f"  {result['summary']}"
+        return f"  ({result['note']})" if result.get("too_short") else f"  {result['summary']}"
     if kind == "keywords":
         return "  " + ", ".join(k["keyword"] for k in result["keywords"])
     if kind == "entities":
         return "  " + ", ".join(f"{e['text']} ({e['label']})" for e in result["entities"])
-    if kind == "summary" and result.get("too_short"):
-        return f"  ({result['note']})"
     if kind == "pii":
         counts = ", ".join(f"{n} {t}" for t, n in result["counts"].items()) or "none found"
         return f"  {counts}; redacted: {result['redacted_text']}"
