@@ -19,8 +19,8 @@ Neither wheel ships the contrib extensions that migration 001 creates (``uuid-os
 ``pgcrypto``). PostgreSQL 18 reads extension control files from extra directories
 (``extension_control_path``), so the embedded cluster gets two SQL-only stand-ins there:
 ``uuid-ossp`` with ``uuid_generate_v4()`` over the core ``gen_random_uuid()`` (both return a
-random version-4 UUID), and an empty ``pgcrypto``, because the schema calls none of its
-functions. They exist only in the demo cluster; real deployments and the tests use the real
+random version-4 UUID), and a ``pgcrypto`` with only ``gen_random_bytes()`` (built from
+core random UUIDs), the one pgcrypto function the schema calls. They exist only in the demo cluster; real deployments and the tests use the real
 extensions of PostgreSQL 15.
 
 Shutdown runs in reverse order of start-up (the caller stops its workers first, then Redis
@@ -76,10 +76,18 @@ EXTENSION_SHIMS = {
         "    RETURN gen_random_uuid();\n"
     ),
     "pgcrypto.control": (
-        "comment = 'TeleAI demo stand-in: the schema calls no pgcrypto function'\n"
+        "comment = 'TeleAI demo stand-in: gen_random_bytes() over core gen_random_uuid()'\n"
         "default_version = '1.3'\nrelocatable = true\ntrusted = true\n"
     ),
-    "pgcrypto--1.3.sql": "-- intentionally empty: see interfaces/embedded.py\n",
+    # The one pgcrypto function the schema calls (004, 005: random secrets and decoy passwords).
+    # Built from version-4 UUIDs, 122 random bits per 16 bytes: fine for the demo cluster.
+    "pgcrypto--1.3.sql": (
+        "CREATE FUNCTION gen_random_bytes(integer) RETURNS bytea\n"
+        "    LANGUAGE sql VOLATILE PARALLEL SAFE\n"
+        "    RETURN (SELECT substring(string_agg(uuid_send(gen_random_uuid()), ''::bytea)\n"
+        "                             FROM 1 FOR $1)\n"
+        "              FROM generate_series(1, ($1 + 15) / 16));\n"
+    ),
 }
 
 
