@@ -20,8 +20,8 @@ Neither wheel ships the contrib extensions that migration 001 creates (``uuid-os
 (``extension_control_path``), so the embedded cluster gets two SQL-only stand-ins there:
 ``uuid-ossp`` with ``uuid_generate_v4()`` over the core ``gen_random_uuid()`` (both return a
 random version-4 UUID), and a ``pgcrypto`` with only ``gen_random_bytes()`` (built from
-core random UUIDs), the one pgcrypto function the schema calls. They exist only in the demo cluster; real deployments and the tests use the real
-extensions of PostgreSQL 15.
+core random UUIDs), the one pgcrypto function the schema calls. They exist only in the demo
+cluster; real deployments and the tests use the real extensions of PostgreSQL 15.
 
 Shutdown runs in reverse order of start-up (the caller stops its workers first, then Redis
 stops, then PostgreSQL), on success, on an exception and on Ctrl-C alike. Both servers run in
