@@ -477,13 +477,13 @@ def test_writers_pausing_longer_than_the_settle_time_supersede_their_partial_sub
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    """A settle time shorter than the writers' pauses (1 s against 2 s; the issue's four
-    chunks 2 s apart), and a copy that truncates and starts again: every partial submission
-    is superseded — cancelled, fenced out mid-stage, or retracted after it completed — and
-    only the final bytes end ``completed``."""
+    """A settle time shorter than the writers' pauses (1 s against 4 s: the issue's chunked
+    writer, with a margin a busy CI machine cannot eat), and a copy that truncates and starts
+    again: every partial submission is superseded — cancelled, fenced out mid-stage, or
+    retracted after it completed — and only the final bytes end ``completed``."""
     writers = [
-        _writer(speak, "stall-2", 2.0, "open"),
-        _writer(speak, "truncate", 2.5, "truncate"),
+        _writer(speak, "stall-2", 4.0, "open"),
+        _writer(speak, "truncate", 4.0, "truncate"),
     ]
     landings, log = run_writers(
         pipeline, drop, tmp_path / "watch.log", writers, "--settle", "1", "--closed-settle", "0.5"
