@@ -14,6 +14,7 @@ import pytest
 from bench.wer import word_error_rate
 from db.engine import libpq_url
 from tests.integration.conftest import Pipeline
+from tests.integration.oracle import ANALYSIS_TYPES
 from tests.speech import FORMATS, espeak_wav, speech_file
 
 COMPLAINT = (
@@ -100,7 +101,7 @@ def test_analyses_have_the_expected_content(processed: dict[str, dict[str, Any]]
     report = processed["wav"]
     text = report["transcription"]["text"]
     analyses = {a["analysis_type"]: a for a in report["analyses"]}
-    assert set(analyses) == {"sentiment", "summary", "keywords", "entities", "conversation"}
+    assert set(analyses) == ANALYSIS_TYPES
     for analysis in analyses.values():
         assert analysis["model_name"]
         assert isinstance(analysis["parameters"], dict)
@@ -149,15 +150,7 @@ def test_retranscription_with_openai_whisper_adds_version_two(
     transcription = report["transcription"]
     assert transcription["engine"] == "openai-whisper"
     assert word_error_rate(COMPLAINT, transcription["text"]) <= WER_BOUND, transcription["text"]
-    assert {a["analysis_type"] for a in report["analyses"]} == {
-        "sentiment",
-        "summary",
-        "keywords",
-        "entities",
-        "conversation",
-        "chapters",
-        "topics",
-    }
+    assert {a["analysis_type"] for a in report["analyses"]} == ANALYSIS_TYPES
     with psycopg.connect(libpq_url(pipeline.database_url)) as conn:
         rows = conn.execute(
             "SELECT version, is_latest,"
@@ -165,7 +158,8 @@ def test_retranscription_with_openai_whisper_adds_version_two(
             " FROM transcriptions t WHERE audio_file_id = %s ORDER BY version",
             (file_id,),
         ).fetchall()
-    assert rows == [(1, False, 5), (2, True, 5)]
+    kinds = len(ANALYSIS_TYPES)
+    assert rows == [(1, False, kinds), (2, True, kinds)]
     history = json.loads(pipeline.cli("show", file_id, "--json", "--versions", check=True).stdout)
     assert [(v["version"], v["is_latest"], v["engine"]) for v in history["versions"]] == [
         (1, False, "faster-whisper"),
