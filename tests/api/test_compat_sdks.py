@@ -320,7 +320,9 @@ def test_openai_times_out_with_the_file_id_and_loses_nothing(
     api: Served, key: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {**api.env, "TELEAI_API_OPENAI_WAIT_SECONDS": "1"}
+    # 0.05 s: less than any file needs to get through ingest and transcription, so the answer is
+    # always the 504 (1 s was sometimes enough for a warm worker on a short clip).
+    env = {**api.env, "TELEAI_API_OPENAI_WAIT_SECONDS": "0.05"}
     impatient = start_server(tmp_path / "impatient.log", port=port, env=env)
     try:
         clip = speech_file("This call takes longer than one second.", "mp3", tmp_path, stem="slow")
