@@ -94,6 +94,41 @@ def is_ignored(relative: PurePosixPath) -> bool:
     return not parts or parts[0] in OUTBOXES or any(is_temporary_name(p) for p in parts)
 
 
+def open_for_writing(path: Path, proc: Path = Path("/proc")) -> bool:
+    """True when some process holds ``path`` open for writing (Linux ``/proc``; False where
+    there is no ``/proc`` or the holder's descriptors cannot be read, e.g. another user's).
+
+    A writer that pauses longer than the settle time looks finished; the open descriptor says
+    otherwise. Only called for files whose row is finished, so the scan is rare.
+    """
+    try:
+        target = path.stat()
+    except OSError:
+        return False
+    try:
+        pids = [entry for entry in os.scandir(proc) if entry.name.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        fd_dir = Path(pid.path) / "fd"
+        try:
+            fds = list(os.scandir(fd_dir))
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = Path(fd.path).stat()
+                if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
+                    continue
+                flags = (Path(pid.path) / "fdinfo" / fd.name).read_text()
+            except OSError:
+                continue
+            for line in flags.splitlines():
+                if line.startswith("flags:") and int(line.split()[1], 8) & os.O_ACCMODE:
+                    return True  # O_WRONLY or O_RDWR
+    return False
+
+
 def special_file_reason(mode: int) -> str | None:
     """Why an entry that is not a regular file (nor a directory) is refused; None when regular."""
     if stat.S_ISREG(mode):
@@ -399,6 +434,7 @@ class DropFolder:
         self.superseded = 0
         self._stability = StabilityCheck(settle, closed_settle=closed_settle)
         self._candidates: set[str] = set()
+        self._held_open: set[str] = set()  # finished rows whose file a writer still holds
         self._recheck: set[str] = set()  # submitted files that may have changed since
         self._inbox: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
 
@@ -600,6 +636,15 @@ class DropFolder:
             self.state.entries[key] = sub
             self._supersede(key, sub)
             return
+        if open_for_writing(path):
+            # A writer pausing longer than the settle time still holds it: moving it now would
+            # report a partial recording as the drop. Wait; its next bytes supersede this row.
+            self.state.entries[key] = sub
+            if key not in self._held_open:
+                self._held_open.add(key)
+                log.info("still_open_for_writing", path=key, file_id=sub.file_id)
+            return
+        self._held_open.discard(key)
         if row.status == "failed":
             self._fail(key, row.error_message or "failed", file_id=sub.file_id, event="failed")
             return

@@ -34,6 +34,7 @@ from interfaces.dropfolder import (
     is_ignored,
     is_temporary_name,
     move_aside,
+    open_for_writing,
     run,
     special_file_reason,
     start_observer,
@@ -614,3 +615,15 @@ def test_close_after_write_is_taken_without_the_full_settle(tmp_path: Path) -> N
         observer.stop()
         observer.join(timeout=5)
     assert backend.submitted[0][1] == b"first chunk last chunk" and took < 10
+
+
+def test_open_for_writing_sees_a_writer_but_not_a_reader(tmp_path: Path) -> None:
+    path = tmp_path / "call.mp3"
+    path.write_bytes(b"partial")
+    assert not open_for_writing(path)
+    with path.open("ab"):
+        assert open_for_writing(path)  # a writer pausing between chunks still holds it
+    with path.open("rb"):
+        assert not open_for_writing(path)
+    assert not open_for_writing(tmp_path / "gone.mp3")
+    assert not open_for_writing(path, proc=tmp_path / "no-proc")
