@@ -46,6 +46,7 @@ def _configure_logging() -> None:
         return
     configure_logging(settings.log_level, json=settings.log_json)
 
+
 # Piped output (scripts, logs, CI) gets wide tables instead of wrapped 80-column ones.
 _PIPE_WIDTH = None if sys.stdout.isatty() else 200
 out = Console(width=_PIPE_WIDTH)

@@ -249,6 +249,7 @@ def test_a_worker_logged_in_as_teleai_worker_runs_ingest_and_its_periodic_jobs(
         finally:
             stop_worker(worker)
     log = log_file.read_text(errors="replace")
+    assert row is not None
     assert (row.status, row.stage) != ("failed", "ingest"), row.error_message
     assert row.stage == "transcribe" and row.duration_seconds is not None, (row.stage, log[-3000:])
     assert "permission denied" not in log.lower() and "InsufficientPrivilege" not in log, log
