@@ -134,11 +134,14 @@ def open_session(
     ip_address: str | None,
     user_agent: str | None,
     ttl_seconds: float,
+    idle_seconds: float | None = None,
 ) -> OpenedSession | None:
     """Log in through the database (migration 005): a new session, or None when refused.
 
     Works for the application role, which may not read accounts: the database compares the
     hash computed here with the stored one. Unknown names cost the same hashing (decoy salt).
+    ``idle_seconds`` is the session's idle timeout, which the database enforces from then on
+    (migration 009): the credential stops working once unused for that long.
     """
     if not login or "\x00" in login or "\x00" in password or not password:
         return None
@@ -154,7 +157,7 @@ def open_session(
     user_id = session.execute(
         text(
             "SELECT app_open_session(:login, :proof, :token, CAST(:ip AS inet), :agent, "
-            "make_interval(secs => :ttl))"
+            "make_interval(secs => :ttl), make_interval(secs => :idle))"
         ),
         {
             "login": login,
@@ -163,6 +166,7 @@ def open_session(
             "ip": address,
             "agent": agent,
             "ttl": ttl_seconds,
+            "idle": idle_seconds,
         },
     ).scalar_one()
     if not isinstance(user_id, uuid.UUID):

@@ -31,7 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import CHAR, INET, JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import CHAR, INET, INTERVAL, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -155,6 +155,7 @@ class AuthSession(Base):
         CheckConstraint("token_hash ~ '^[0-9a-f]{64}$'", name="token_hash_hex"),
         CheckConstraint("expires_at > created_at", name="expiry_after_creation"),
         CheckConstraint("is_revoked = (revoked_at IS NOT NULL)", name="revocation_time"),
+        CheckConstraint("idle_timeout > interval '0'", name="idle_timeout_positive"),
         Index("idx_sessions_user_id", "user_id"),
         Index(
             "idx_sessions_active",
@@ -175,6 +176,8 @@ class AuthSession(Base):
     is_revoked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     revoked_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=NOW)
+    # Migration 009: the database refuses the session after this long unused (NULL: never).
+    idle_timeout: Mapped[dt.timedelta | None] = mapped_column(INTERVAL)
 
 
 class AudioFile(Base):
@@ -215,6 +218,8 @@ class AudioFile(Base):
             "deleted_at",
             postgresql_where=text("deleted_at IS NOT NULL"),
         ),
+        # Migration 009: a new row's stored copy must not be one another row points at.
+        Index("idx_audio_files_file_path", "file_path", postgresql_using="hash"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=UUID_DEFAULT)

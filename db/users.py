@@ -11,13 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Sequence
 from functools import lru_cache
 
 import bcrypt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.base import ExecutableOption
 
 from db import models
 from db.auth_sessions import create_session, database_now, revoke_all_sessions
@@ -111,7 +113,9 @@ def create_user(
     return user
 
 
-def get_active_user(session: Session, login: str) -> User | None:
+def get_active_user(
+    session: Session, login: str, *, options: Sequence[ExecutableOption] = ()
+) -> User | None:
     """The active, not soft-deleted user whose email (if ``login`` has an ``@``) or username it is.
 
     Usernames cannot contain ``@`` (ck_users_username_format), so the ``@`` decides the column
@@ -121,7 +125,7 @@ def get_active_user(session: Session, login: str) -> User | None:
         return None
     by_email = "@" in login
     matches = User.email == _normalise_email(login) if by_email else User.username == login
-    stmt = select(User).where(matches, User.is_active, User.deleted_at.is_(None))
+    stmt = select(User).where(matches, User.is_active, User.deleted_at.is_(None)).options(*options)
     return session.scalars(stmt).one_or_none()
 
 
@@ -177,13 +181,16 @@ def get_or_create_operator(session: Session, login: str | None) -> User:
     (it acts locally; it never logs in). A given username or email must name an active user,
     else :class:`LookupError`.
     """
+    # The password hash is not read: intake (the drop folder) may not read it (migration 009),
+    # and nobody acting locally needs it (it loads on first access for those who may).
+    secretless = [defer(User.password_hash)]
     if login is not None:
-        user = get_active_user(session, login)
+        user = get_active_user(session, login, options=secretless)
         if user is None:
             raise LookupError(f"no active user '{login}'")
         return user
     operator_id = session.execute(text("SELECT operator_user_id()")).scalar_one()
-    user = session.get(User, operator_id)
+    user = session.get(User, operator_id, options=secretless)
     if user is None:  # the function always returns a row's id; a broken schema would not
         raise LookupError("the operator account could not be found or created")
     if not user.is_active or user.deleted_at is not None:

@@ -56,6 +56,7 @@ BAD_VALUES = [
     ("sessions", "token_hash = repeat('Z', 64)", "ck_sessions_token_hash_hex"),
     ("sessions", "expires_at = created_at", "ck_sessions_expiry_after_creation"),
     ("sessions", "is_revoked = true", "ck_sessions_revocation_time"),
+    ("sessions", "idle_timeout = interval '0'", "ck_sessions_idle_timeout_positive"),
     ("audio_files", "file_format = 'aac'", "ck_audio_files_file_format"),
     ("audio_files", "status = 'done'", "ck_audio_files_status"),
     ("audio_files", "stage = 'upload'", "ck_audio_files_stage"),

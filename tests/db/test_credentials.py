@@ -142,6 +142,10 @@ def test_api_keys_act_as_their_user_until_revoked_for_good(world: World) -> None
         assert tuple(who) == ("key", "read", "boss")
         stored = session.get(ApiKey, key_id)
         assert stored is not None and key not in {stored.key_hash, stored.key_prefix}
+        # A read key writes nothing, not even its own revocation (migration 009).
+        assert not api_keys.revoke_key(session, key_id)
+    with unit_of_work(world.app) as session:
+        access.act_with(session, token_for(world, world.admin))
         assert api_keys.revoke_key(session, key_id)
     assert files_seen(world, key) == 0
     with pytest.raises(DBAPIError, match="revocation is final"), unit_of_work(world.owner) as s:

@@ -207,8 +207,8 @@ def run_operation(conn: Connection, table: str, operation: str, target: Owned) -
 
 
 def expected(table: str, operation: str, role: str, own: bool) -> bool:
-    """The policy matrix of migration 002 (its header comment), as a predicate, with 004's
-    one change: no app role inserts audio_files."""
+    """The policy matrix of migration 002 (its header comment), as a predicate, with 009's
+    rule for new files: only for oneself (the acting user), by a role that may own files."""
     manages = role in ("admin", "manager")
     staff = manages or role == "analyst"
     if table == "users":
@@ -219,7 +219,7 @@ def expected(table: str, operation: str, role: str, own: bool) -> bool:
         return own or staff
     if table == "audio_files":
         if operation == "INSERT":
-            return False  # migration 004: files come in through intake, which sets file_path
+            return own and staff  # migration 009 (004 had taken INSERT from the app role)
         return manages or (own and role == "analyst")
     if table == "transcriptions":
         return manages

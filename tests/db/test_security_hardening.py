@@ -179,8 +179,10 @@ def test_no_app_user_can_point_a_row_at_another_users_stored_copy(
         "INSERT INTO audio_files (user_id, file_name, file_path, file_size, file_format) "
         "VALUES (:me, 'mine.wav', :path, 1, 'wav')"
     )
+    # Since 009 the app role inserts files as the caller, but never onto a stored copy that
+    # another row already points at.
     message = refused(app_conn, insert, me=world.users[role], path=stolen)
-    assert message is not None and "permission denied" in message, message
+    assert message is not None and "belongs to another file" in message, message
     update = "UPDATE audio_files SET file_path = :path WHERE id = :id"
     message = refused(app_conn, update, path=stolen, id=world.files[role])
     assert message is not None and "never changed" in message, message
