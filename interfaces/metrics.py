@@ -3,7 +3,9 @@
 Why one exporter that asks the sources instead of counters inside the workers: workers are many
 processes (prefork children, scaled containers) that come and go, while the ``audio_files`` row
 is the source of truth. Reading it on each scrape is exact, survives worker restarts and needs no
-multi-process plumbing. Everything here is a gauge: a snapshot now, or over the last hour.
+multi-process plumbing. Everything here is a gauge: a snapshot now, or over the last hour. The
+queries are :mod:`pipeline.jobs`' (the one owner of job state): this module only shapes their
+rows into metric families, and ``teleai stats`` reads the same families.
 
 Stage durations come from ``metadata->'stage_seconds'`` of the files completed in the window and
 are exposed as a *gauge histogram* (``teleai_stage_seconds_bucket{step, le}``): the buckets
@@ -28,11 +30,13 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from prometheus_client import start_http_server
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from db.engine import get_engine
-from db.models import FileStatus, Stage
+from db.models import Stage
+from pipeline import jobs
 
 log = structlog.get_logger(__name__)
 
@@ -46,55 +50,6 @@ STEP_BUCKETS: tuple[float, ...] = (
 
 STATEMENT_TIMEOUT_MS = 5000
 """A scrape must never pile load on a busy database: each query gives up after this."""
-
-UNFINISHED_STATES = ("queued", "running", "stalled")
-
-_FILES_BY_STATUS_SQL = text("SELECT status, count(*) FROM audio_files GROUP BY status")
-
-_UNFINISHED_SQL = text("""
-SELECT stage,
-       CASE WHEN lease_expires_at IS NULL THEN 'queued'
-            WHEN lease_expires_at < now() THEN 'stalled'
-            ELSE 'running' END AS state,
-       count(*),
-       coalesce(sum(duration_seconds), 0)
-FROM audio_files
-WHERE status IN ('pending', 'processing')
-GROUP BY 1, 2""")
-
-_FINISHED_SQL = text("""
-SELECT status, count(*)
-FROM audio_files
-WHERE status IN ('completed', 'failed')
-  AND processing_completed_at >= now() - make_interval(secs => :window)
-GROUP BY status""")
-
-_STEP_SECONDS_SQL = text("""
-WITH steps AS (
-    SELECT s.key AS step, (s.value #>> '{}')::double precision AS seconds
-    FROM audio_files f
-    CROSS JOIN LATERAL jsonb_each(
-        CASE WHEN jsonb_typeof(f.metadata -> 'stage_seconds') = 'object'
-             THEN f.metadata -> 'stage_seconds' ELSE '{}'::jsonb END) AS s
-    WHERE f.status = 'completed'
-      AND f.processing_completed_at >= now() - make_interval(secs => :window)
-      AND jsonb_typeof(s.value) = 'number'
-),
-totals AS (
-    SELECT step, count(*) AS n, sum(seconds) AS total FROM steps GROUP BY step
-),
-buckets AS (
-    SELECT step, array_agg(below ORDER BY le) AS cumulative
-    FROM (
-        SELECT step, le, count(*) FILTER (WHERE seconds <= le) AS below
-        FROM steps CROSS JOIN unnest(CAST(:bounds AS double precision[])) AS b(le)
-        GROUP BY step, le
-    ) AS per_bound
-    GROUP BY step
-)
-SELECT t.step, t.n, t.total, b.cumulative
-FROM totals t JOIN buckets b USING (step)
-ORDER BY t.step""")
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -121,8 +76,8 @@ class PipelineCollector:
     def collect(self) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
         up = _gauge("teleai_up", "1 when the source answered this scrape.", ["source"])
         try:
-            with get_engine(self._database_url).connect() as conn, conn.begin():
-                database = list(self._database_metrics(conn))
+            with Session(get_engine(self._database_url)) as session, session.begin():
+                database = list(self._database_metrics(session))
             up.add_metric(["postgresql"], 1)
         except SQLAlchemyError as error:
             log.warning("metrics_source_down", source="postgresql", error=str(error))
@@ -140,23 +95,23 @@ class PipelineCollector:
         yield from broker
 
     def _database_metrics(
-        self, conn: Connection
+        self, session: Session
     ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
-        conn.execute(text("SET TRANSACTION READ ONLY"))
-        conn.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+        """The job-state reads of :mod:`pipeline.jobs` (those ``teleai stats`` shows), in one
+        read-only transaction whose statements give up after :data:`STATEMENT_TIMEOUT_MS`."""
+        session.execute(text("SET TRANSACTION READ ONLY"))
+        session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
 
-        by_status = {status: 0 for status in FileStatus}
-        by_status.update({FileStatus(s): n for s, n in conn.execute(_FILES_BY_STATUS_SQL)})
         files = _gauge("teleai_files", "Audio files by status.", ["status"])
-        for status, count in by_status.items():
+        for status, count in jobs.files_by_status(session).items():
             files.add_metric([status.value], count)
         yield files
 
-        unfinished = {(stage, state): 0 for stage in Stage for state in UNFINISHED_STATES}
+        unfinished = {(stage, state): 0 for stage in Stage for state in jobs.UNFINISHED_STATES}
         audio = dict.fromkeys(Stage, 0.0)
-        for stage, state, count, seconds in conn.execute(_UNFINISHED_SQL):
-            unfinished[Stage(stage), state] = count
-            audio[Stage(stage)] += float(seconds)
+        for row in jobs.unfinished(session):
+            unfinished[row.stage, row.state] = row.files
+            audio[row.stage] += row.audio_seconds
         stages = _gauge(
             "teleai_files_unfinished",
             "Unfinished files by stage; state queued (waiting for a worker), running (leased) "
@@ -176,26 +131,21 @@ class PipelineCollector:
             backlog.add_metric([stage.value], seconds)
         yield backlog
 
-        finished = {"completed": 0, "failed": 0}
-        for outcome, count in conn.execute(_FINISHED_SQL, {"window": WINDOW_SECONDS}):
-            finished[outcome] = count
         recent = _gauge(
             "teleai_files_finished_last_hour",
             "Files completed or failed in the last hour.",
             ["status"],
         )
-        for outcome, count in finished.items():
-            recent.add_metric([outcome], count)
+        for outcome, count in jobs.finished_since(session, seconds=WINDOW_SECONDS).items():
+            recent.add_metric([outcome.value], count)
         yield recent
 
-        yield from self._step_metrics(conn)
+        yield from self._step_metrics(session)
 
     def _step_metrics(
-        self, conn: Connection
+        self, session: Session
     ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
-        rows = conn.execute(
-            _STEP_SECONDS_SQL, {"window": WINDOW_SECONDS, "bounds": list(STEP_BUCKETS)}
-        ).all()
+        rows = jobs.step_seconds(session, seconds=WINDOW_SECONDS, bounds=STEP_BUCKETS)
         average = _gauge(
             "teleai_stage_seconds_avg",
             "Mean seconds per step (metadata.stage_seconds) of files completed in the last hour.",
@@ -206,10 +156,12 @@ class PipelineCollector:
             "Seconds per step (metadata.stage_seconds) of files completed in the last hour.",
             labels=["step"],
         )
-        for step, count, total, cumulative in rows:
-            average.add_metric([step], float(total) / count)
-            buckets = [(str(le), float(n)) for le, n in zip(STEP_BUCKETS, cumulative, strict=True)]
-            histogram.add_metric([step], [*buckets, ("+Inf", float(count))], float(total))
+        for row in rows:
+            average.add_metric([row.step], row.total / row.files)
+            buckets = [
+                (str(le), float(n)) for le, n in zip(STEP_BUCKETS, row.cumulative, strict=True)
+            ]
+            histogram.add_metric([row.step], [*buckets, ("+Inf", float(row.files))], row.total)
         yield average
         yield histogram
 

@@ -425,3 +425,114 @@ def states(session: Session, file_ids: Collection[uuid.UUID]) -> dict[uuid.UUID,
         )
     )
     return {file_id: FileState(status, stage, error) for file_id, status, stage, error in rows}
+
+
+# --- the numbers operators watch (the Prometheus exporter and `teleai stats`) ---------------
+# Plain SQL: the CASE over the lease and the JSONB histogram read more clearly than their
+# SQLAlchemy spelling. The callers choose the transaction (the exporter's is read-only with a
+# statement timeout, so a scrape never piles load on a busy database).
+
+UNFINISHED_STATES = ("queued", "running", "stalled")
+"""What an unfinished row is doing: waiting for a worker, leased, or its lease expired."""
+
+_FILES_BY_STATUS_SQL = text("SELECT status, count(*) FROM audio_files GROUP BY status")
+
+_UNFINISHED_SQL = text("""
+SELECT stage,
+       CASE WHEN lease_expires_at IS NULL THEN 'queued'
+            WHEN lease_expires_at < now() THEN 'stalled'
+            ELSE 'running' END AS state,
+       count(*),
+       coalesce(sum(duration_seconds), 0)
+FROM audio_files
+WHERE status IN ('pending', 'processing')
+GROUP BY 1, 2""")
+
+_FINISHED_SQL = text("""
+SELECT status, count(*)
+FROM audio_files
+WHERE status IN ('completed', 'failed')
+  AND processing_completed_at >= now() - make_interval(secs => :window)
+GROUP BY status""")
+
+_STEP_SECONDS_SQL = text("""
+WITH steps AS (
+    SELECT s.key AS step, (s.value #>> '{}')::double precision AS seconds
+    FROM audio_files f
+    CROSS JOIN LATERAL jsonb_each(
+        CASE WHEN jsonb_typeof(f.metadata -> 'stage_seconds') = 'object'
+             THEN f.metadata -> 'stage_seconds' ELSE '{}'::jsonb END) AS s
+    WHERE f.status = 'completed'
+      AND f.processing_completed_at >= now() - make_interval(secs => :window)
+      AND jsonb_typeof(s.value) = 'number'
+),
+totals AS (
+    SELECT step, count(*) AS n, sum(seconds) AS total FROM steps GROUP BY step
+),
+buckets AS (
+    SELECT step, array_agg(below ORDER BY le) AS cumulative
+    FROM (
+        SELECT step, le, count(*) FILTER (WHERE seconds <= le) AS below
+        FROM steps CROSS JOIN unnest(CAST(:bounds AS double precision[])) AS b(le)
+        GROUP BY step, le
+    ) AS per_bound
+    GROUP BY step
+)
+SELECT t.step, t.n, t.total, b.cumulative
+FROM totals t JOIN buckets b USING (step)
+ORDER BY t.step""")
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """Unfinished files of one stage in one state, and the seconds of audio they hold."""
+
+    stage: Stage
+    state: str  # one of UNFINISHED_STATES
+    files: int
+    audio_seconds: float  # 0 for files still at ingest (not probed yet)
+
+
+@dataclass(frozen=True)
+class StepSeconds:
+    """Seconds one step (a key of ``metadata.stage_seconds``) took over the files of a window."""
+
+    step: str
+    files: int
+    total: float
+    cumulative: tuple[int, ...]  # files at or under each bound, in the bounds' order
+
+
+def files_by_status(session: Session) -> dict[FileStatus, int]:
+    """How many files have each status (every status present, 0 where none has it)."""
+    counts = dict.fromkeys(FileStatus, 0)
+    counts.update({FileStatus(s): int(n) for s, n in session.execute(_FILES_BY_STATUS_SQL)})
+    return counts
+
+
+def unfinished(session: Session) -> list[Unfinished]:
+    """Pending and processing files per stage and state (only the pairs that have files)."""
+    return [
+        Unfinished(Stage(stage), state, int(count), float(seconds))
+        for stage, state, count, seconds in session.execute(_UNFINISHED_SQL)
+    ]
+
+
+def finished_since(session: Session, *, seconds: float) -> dict[FileStatus, int]:
+    """Files completed and failed in the last ``seconds`` (both keys present)."""
+    counts = {FileStatus.COMPLETED: 0, FileStatus.FAILED: 0}
+    rows = session.execute(_FINISHED_SQL, {"window": seconds})
+    counts.update({FileStatus(s): int(n) for s, n in rows})
+    return counts
+
+
+def step_seconds(
+    session: Session, *, seconds: float, bounds: Collection[float]
+) -> list[StepSeconds]:
+    """Per step of the files completed in the last ``seconds``: count, sum and a cumulative
+    histogram over ``bounds`` (ascending), computed in the database in one pass."""
+    rows = session.execute(_STEP_SECONDS_SQL, {"window": seconds, "bounds": list(bounds)})
+    return [
+        StepSeconds(step, int(count), float(total), tuple(int(n) for n in cumulative))
+        for step, count, total, cumulative in rows
+    ]
