@@ -626,6 +626,17 @@ class DropFolder:
 
     def _finish(self, key: str, sub: Submission, row: RowState) -> None:
         path = self.root / key
+        # The open-for-writing check comes first: a writer that writes its last bytes and
+        # closes between the two checks is then caught by the signature check, never missed.
+        if open_for_writing(path):
+            # A writer pausing longer than the settle time still holds it: moving it now would
+            # report a partial recording as the drop. Wait; its next bytes supersede this row.
+            self.state.entries[key] = sub
+            if key not in self._held_open:
+                self._held_open.add(key)
+                log.info("still_open_for_writing", path=key, file_id=sub.file_id)
+            return
+        self._held_open.discard(key)
         try:
             current = Signature.of(path.lstat())
         except FileNotFoundError:
@@ -636,15 +647,6 @@ class DropFolder:
             self.state.entries[key] = sub
             self._supersede(key, sub)
             return
-        if open_for_writing(path):
-            # A writer pausing longer than the settle time still holds it: moving it now would
-            # report a partial recording as the drop. Wait; its next bytes supersede this row.
-            self.state.entries[key] = sub
-            if key not in self._held_open:
-                self._held_open.add(key)
-                log.info("still_open_for_writing", path=key, file_id=sub.file_id)
-            return
-        self._held_open.discard(key)
         if row.status == "failed":
             self._fail(key, row.error_message or "failed", file_id=sub.file_id, event="failed")
             return

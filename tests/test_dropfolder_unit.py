@@ -627,3 +627,38 @@ def test_open_for_writing_sees_a_writer_but_not_a_reader(tmp_path: Path) -> None
         assert not open_for_writing(path)
     assert not open_for_writing(tmp_path / "gone.mp3")
     assert not open_for_writing(path, proc=tmp_path / "no-proc")
+
+
+def test_a_writer_finishing_during_the_open_check_is_superseded_not_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer writes its last bytes and closes while the (slow) /proc scan runs: the
+    file must not be moved as the finished partial row's drop."""
+    import interfaces.dropfolder as dropfolder
+
+    backend, clock = FakeBackend(), Clock()
+    folder = _folder(tmp_path, backend, clock)
+    target = tmp_path / "call.mp3"
+    handle = target.open("wb")
+    handle.write(b"first half ")
+    handle.flush()
+    _ticks(folder, clock, 4)  # the writer pauses longer than the settle time, file open
+    [(first, _, _)] = backend.submitted
+    backend.finish()
+    _ticks(folder, clock, 1)
+    assert not (tmp_path / PROCESSED_DIR / "call.mp3").exists()  # still held open
+
+    def finishes_while_scanned(path: Path, proc: Path = Path("/proc")) -> bool:
+        handle.write(b"and the rest")
+        handle.close()
+        return False
+
+    monkeypatch.setattr(dropfolder, "open_for_writing", finishes_while_scanned)
+    folder.tick()
+    assert backend.rows[first].superseded
+    assert not (tmp_path / PROCESSED_DIR / "call.mp3").exists()
+    monkeypatch.undo()
+    _ticks(folder, clock, 4)
+    backend.finish()
+    _ticks(folder, clock, 0.5)
+    assert (tmp_path / PROCESSED_DIR / "call.mp3").read_bytes() == b"first half and the rest"
