@@ -230,11 +230,18 @@ def words_of(segments: list[dict[str, Any]] | None) -> list[TimedWord]:
         if not words and str(segment.get("text", "")).strip():
             words = [{"word": segment["text"], "start": segment.get("start", 0.0),
                       "end": segment.get("end", 0.0), "probability": None}]  # fmt: skip
-        for word in words:
-            text = str(word.get("word", "")).strip()
+        for index, word in enumerate(words):
+            raw = str(word.get("word", ""))
+            text = raw.strip()
             if not text:
                 continue
             probability = word.get("probability")
+            if index and found and not raw[:1].isspace():
+                # Whisper splits some words into several tokens ("555", "-120", "-34"):
+                # a token without a leading space continues the word before it, so the
+                # word list always matches the transcript text split on whitespace.
+                found[-1] = _joined(found[-1], text, float(word.get("end") or 0.0))
+                continue
             found.append(
                 TimedWord(
                     text=text,
@@ -246,6 +253,17 @@ def words_of(segments: list[dict[str, Any]] | None) -> list[TimedWord]:
                 )
             )
     return found
+
+
+def _joined(word: TimedWord, tail: str, end: float) -> TimedWord:
+    return TimedWord(
+        text=word.text + tail,
+        start=word.start,
+        end=max(word.end, end),
+        confidence=word.confidence,
+        speaker=word.speaker,
+        channel=word.channel,
+    )
 
 
 def sentences_of(words: list[TimedWord]) -> list[list[TimedWord]]:
