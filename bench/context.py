@@ -51,6 +51,7 @@ class Context:
     model_cache_dir: Path
     sizes: Sizes
     db_scale_override: float | None = None
+    keep_db: str | None = None  # a filled database kept between runs (bench.dbfill)
     corpus: dict[str, CorpusFile] = field(default_factory=dict)
     _audio: dict[str, Audio] = field(default_factory=dict)
     _runs: dict[tuple[EngineConfig, str], EngineRun] = field(default_factory=dict)

@@ -27,11 +27,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from bench.context import Context
-from bench.dbfill import Scale, fill, vocabulary
+from bench.dbfill import Scale, filled_database, keep_name, vocabulary
 from bench.results import Section, Table, Target
-from bench.services import fresh_database
 from db import auth_sessions, files, monitoring, transcripts, users
-from db.engine import libpq_url
 from db.explain import nested_plans
 
 BIG_TABLES = ("audio_files", "transcriptions", "analyses", "users")
@@ -420,8 +418,11 @@ def run(ctx: Context) -> Section:
     scale = Scale.of(ctx.db_scale)
     section = Section("db", "6. Database at scale: queries and plans")
     repeats = ctx.sizes.db_repeats
-    with fresh_database(ctx.services, "db") as url:
-        filled = fill(libpq_url(url), scale, workers=ctx.threads)
+    keep = keep_name(ctx.keep_db)
+    with filled_database(ctx.services, scale, "db", section.notes, keep, workers=ctx.threads) as (
+        url,
+        filled,
+    ):
         steps = filled.steps
         engine = create_engine(url, pool_size=2)
         try:

@@ -21,18 +21,24 @@ construction), and the tables are ``VACUUM ANALYZE``d, as autovacuum would have 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import sql
 
 from pipeline.transcription.model_files import tiny_en_dir
+
+if TYPE_CHECKING:
+    from bench.services import ServiceConfig
 
 VOCABULARY_SIZE = 5_000
 SEED = 20_240_601
@@ -379,3 +385,85 @@ SELECT md5('u' || i)::uuid, 'user' || i || '@example.com', 'user' || i,
        CASE WHEN i %% 200 = 0 THEN now() - interval '10 days' END
 FROM generate_series(1, %(users)s) AS i
 """
+
+
+# --- a filled database kept between runs ------------------------------------------------------
+
+KEEP_ENV = "TELEAI_BENCH_KEEP_DB"
+LEGACY_KEEP_ENV = "TELEAI_BENCH_API_KEEP_DB"  # the api benchmark's earlier name, still honoured
+_FILLED_MARK = "teleai bench: filled to {files} files"
+
+
+def keep_name(option: str | None = None) -> str | None:
+    """The database to keep: ``--keep-db``, else ``TELEAI_BENCH_KEEP_DB`` (or the older
+    ``TELEAI_BENCH_API_KEEP_DB``), else None (a fresh database, dropped after)."""
+    return option or os.environ.get(KEEP_ENV) or os.environ.get(LEGACY_KEEP_ENV) or None
+
+
+@contextlib.contextmanager
+def filled_database(
+    services: ServiceConfig,
+    scale: Scale,
+    tag: str,
+    notes: list[str],
+    keep: str | None = None,
+    workers: int = 2,
+) -> Iterator[tuple[str, Filled]]:
+    """(SQLAlchemy URL, fill report) of a database filled to ``scale``.
+
+    Without ``keep``: a fresh database, dropped when the block ends. With it: the database of
+    that name, filled once and reused by every later run (the 1M fill takes 10-20 minutes, a
+    tuning iteration seconds); new migrations are applied to it first. The fill is marked
+    complete in the database's comment only after its last step, so an interrupted fill is
+    dropped and redone rather than measured. Drop it by hand when done.
+    """
+    # Imported here: filling needs only psycopg (a fill can run from a bare virtualenv).
+    from sqlalchemy import make_url
+
+    from bench.services import drop_database, fresh_database
+    from db.engine import libpq_url
+    from db.migrate import MigrationError, upgrade
+
+    if keep is None:
+        with fresh_database(services, tag) as url:
+            yield url, fill(libpq_url(url), scale, workers=workers)
+        return
+    url = make_url(services.admin_url).set(database=keep).render_as_string(hide_password=False)
+    mark = _FILLED_MARK.format(files=scale.files)
+    with psycopg.connect(libpq_url(services.admin_url), autocommit=True) as admin:
+        found = admin.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (keep,),
+        ).fetchone()
+        if found is not None and found[0] != mark:
+            notes.append(f"The kept database {keep} was not completely filled: filled again.")
+            drop_database(services, keep)
+            found = None
+        if found is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(keep)))
+    try:
+        upgrade(libpq_url(url))
+    except MigrationError as error:  # a migration edited since it was applied (work in progress)
+        if found is None:
+            raise
+        notes.append(f"The kept database {keep} was not migrated again: {error}")
+    if found is None:
+        filled = fill(libpq_url(url), scale, workers=workers)
+        with psycopg.connect(libpq_url(services.admin_url), autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(keep), sql.Literal(mark)
+                )
+            )
+    else:
+        # The pool's first text is the first one drawn from the seeded generator.
+        filled = Filled({}, text_pool(1, vocabulary())[0][0])
+        notes.append(
+            f"Reused the database {keep} filled by an earlier run ({scale.files:,} files)."
+        )
+    try:
+        yield url, filled
+    finally:
+        from db.engine import dispose_all
+
+        dispose_all()

@@ -57,6 +57,7 @@ class Options:
     max_load: float | None = None
     max_wait_minutes: float = 40.0
     db_scale: float | None = None
+    keep_db: str | None = None
     threads: int | None = None
     work_dir: Path = VAR_DIR
 
@@ -149,6 +150,7 @@ def run_benchmarks(options: Options, console: Console) -> tuple[RunReport, Path,
         model_cache_dir=Settings().model_cache_dir,
         sizes=Sizes.for_mode(options.quick),
         db_scale_override=options.db_scale,
+        keep_db=options.keep_db,
     )
     info = machine.describe(libpq_url(services.admin_url), services.broker_url)
     info["load average at start (1/5/15 min)"] = machine.load_average()

@@ -25,12 +25,14 @@ lacking() {
   printf '\033[33mwarning:\033[0m %s: %s\n' "$1" "$2" >&2
 }
 
-# --- system packages: ffmpeg (decode/probe/convert), espeak-ng (test speech), chromium -------
+# --- system packages: ffmpeg (decode/probe/convert), espeak-ng (test speech), chromium, wrk --
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 # chromium: the web app's browser tests (Playwright drives Debian's build); tests and CI only.
 if [ "$system_mode" = require ] && [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
+# wrk: the load generator of the API benchmark (bench/api.py); tests and CI only.
+if [ "$system_mode" = require ] && ! command -v wrk >/dev/null; then missing+=(wrk); fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]} with apt"

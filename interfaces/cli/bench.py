@@ -57,6 +57,13 @@ def bench(
     threads: Annotated[
         int | None, typer.Option(min=1, help="cpu_threads for every engine (default: all cores).")
     ] = None,
+    keep_db: Annotated[
+        str | None,
+        typer.Option(
+            help="db/api: fill the database of this name once and reuse it on later runs "
+            "(default: TELEAI_BENCH_KEEP_DB; without either a fresh one, dropped after)."
+        ),
+    ] = None,
 ) -> None:
     """Run the benchmarks: speed ratios side by side, plans, memory, quality; write results."""
     from rich.console import Console
@@ -75,6 +82,7 @@ def bench(
         max_wait_minutes=max_wait_minutes,
         db_scale=db_scale,
         threads=threads,
+        keep_db=keep_db,
     )
     report, _, _ = run.run_benchmarks(options, Console(width=out.width))
     if any(section.error for section in report.sections):
