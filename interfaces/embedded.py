@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -50,6 +49,7 @@ from psycopg import sql
 from sqlalchemy import URL, make_url
 
 from db.engine import libpq_url
+from interfaces.ports import free_port
 from pipeline.settings import Settings, get_settings
 
 POSTGRES_MAJOR = 18  # the first release with extension_control_path (see module docstring)
@@ -266,13 +266,6 @@ def embedded_postgres(data_dir: Path) -> Iterator[EmbeddedPostgres]:
 
 
 # --- embedded Redis (Valkey) ----------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -5,6 +5,7 @@ Before, each of these lived in three or more copies (the fault tests, the bad-in
 metrics and storage tests, the benchmarks) that drifted apart. What lives elsewhere, and is
 only re-exported here so there is one place to look:
 
+- free ports: :mod:`interfaces.ports` (the embedded demo servers and the API process use it);
 - workers: :mod:`workers.process` (the demo uses it too): :func:`start_worker` (``warm=True``
   waits until every pool child loaded its models), :func:`stop_worker`;
 - speech: :mod:`tests.speech` (espeak-ng and ffmpeg; a missing tool fails loudly);
@@ -18,7 +19,6 @@ Every process started here runs in its own process group and is stopped by its o
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +28,7 @@ from typing import cast
 
 import redis
 
+from interfaces.ports import free_port, free_ports
 from tests.speech import espeak_wav, require_tool, speech_file
 from workers.process import ALL_QUEUES, WorkerStartError, start_worker, stop_worker
 
@@ -44,25 +45,6 @@ __all__ = [
     "stop_worker",
     "wait_until",
 ]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (held open together while choosing, so none
-    repeats). Another process may still take one before it is used: start the server at once."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def wait_until(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,14 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from interfaces.ports import free_port
+
+__all__ = ["ServerStartError", "free_port", "start_server", "stop_server"]
+# free_port is re-exported: start_server's callers (tests, bench) choose the port with it.
+
 
 class ServerStartError(RuntimeError):
     """Raised when the server exits or does not answer before the deadline (the log says why)."""
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_server(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,12 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.harness import free_port
 from tests.integration.conftest import REDIS_URL, VENV_BIN, start_worker, stop_worker
 
 # Characters that URL encoding changes, so both spellings are searched for.
 PASSWORD = "Hunter2-s3cr3t/pw@x"
 ENCODED = quote(PASSWORD, safe="")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def env_with_unreachable_database(tmp_path: Path, *, json_logs: bool) -> dict[str, str]:
@@ -40,7 +34,7 @@ def env_with_unreachable_database(tmp_path: Path, *, json_logs: bool) -> dict[st
     env.update(
         {
             "TELEAI_DATABASE_URL": (
-                f"postgresql+psycopg://teleai:{ENCODED}@127.0.0.1:{closed_port()}/teleai_pro"
+                f"postgresql+psycopg://teleai:{ENCODED}@127.0.0.1:{free_port()}/teleai_pro"
             ),
             "TELEAI_BROKER_URL": REDIS_URL,
             "TELEAI_RESULT_BACKEND": f"{base}/6",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -28,15 +27,10 @@ from pipeline.settings import Settings
 from tests.conftest import PgAdmin
 from tests.db.app_roles import login_role
 from tests.db.factories import make_user
+from tests.harness import free_port
 from tests.integration.conftest import VENV_BIN, pipeline_env, start_worker, stop_worker
 from tests.speech import espeak_wav
 from workers.submit import BROKER_DOWN, Outcome, submit
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def teleai(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,7 +97,7 @@ def test_a_nul_in_the_file_name_is_refused_and_nothing_is_kept(
 def test_ingest_with_the_broker_down_keeps_the_row_and_a_rerun_sends_it(
     engine: Engine, env: dict[str, str], redis_url: str, speech: Path
 ) -> None:
-    down = {**env, "TELEAI_BROKER_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+    down = {**env, "TELEAI_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
     started = time.monotonic()
     first = teleai(down, "ingest", str(speech), "--json")
     assert time.monotonic() - started < 60, "the unreachable broker was waited on too long"
