@@ -11,7 +11,6 @@ message is sent after the commit, as :func:`workers.submit.submit` does.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import re
 import shutil
@@ -29,13 +28,14 @@ import redis
 from celery import Celery
 from psycopg import sql
 from pydantic import SecretStr
-from sqlalchemy import Engine, create_engine, make_url, select
+from sqlalchemy import Engine, create_engine, select
 
 from db.engine import libpq_url, unit_of_work
-from db.migrate import upgrade
 from db.models import AudioFile
 from pipeline.intake import record_submission as submit_file
 from pipeline.settings import Settings
+from tests.harness import PgAdmin
+from tests.harness import fresh_database as harness_fresh_database
 from workers import process
 from workers.celeryconfig import QUEUES
 
@@ -47,7 +47,6 @@ STALL_SECONDS = 60.0
 # Messages re-sent because nothing moved for STALL_SECONDS (a lost message: someone flushed or
 # restarted Redis). The run notes them: the timings they touch are inflated.
 stall_events: list[str] = []
-_names = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -91,20 +90,14 @@ def drop_database(config: ServiceConfig, name: str) -> None:
 
 @contextlib.contextmanager
 def fresh_database(config: ServiceConfig, tag: str) -> Iterator[str]:
-    """A new database migrated with the project's runner; dropped when the block ends."""
-    name = f"teleai_bench_{tag}_{os.getpid()}_{next(_names)}"
-    drop_database(config, name)
-    with _admin_conn(config) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(config.admin_url).set(database=name).render_as_string(hide_password=False)
+    """A new migrated database ``teleai_bench_<tag>_…``, dropped when the block ends: the test
+    harness's :func:`tests.harness.fresh_database` on the benchmark's admin URL."""
+    admin = PgAdmin(config.admin_url, prefix="teleai_bench_")
     try:
-        upgrade(libpq_url(url))
-        yield url
+        with harness_fresh_database(admin, tag) as url:
+            yield url
     finally:
-        from db.engine import dispose_all
-
-        dispose_all()
-        drop_database(config, name)
+        admin.close()
 
 
 def flush_redis(config: ServiceConfig) -> None:

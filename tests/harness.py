@@ -9,8 +9,10 @@ only re-exported here so there is one place to look:
 - workers: :mod:`workers.process` (the demo uses it too): :func:`start_worker` (``warm=True``
   waits until every pool child loaded its models), :func:`stop_worker`;
 - speech: :mod:`tests.speech` (espeak-ng and ffmpeg; a missing tool fails loudly);
-- fresh databases: ``pg_admin``/``database_factory`` in ``tests/conftest.py`` (clones of one
-  migrated template, dropped when the test ends, orphans of killed runs reaped).
+- fresh databases: :mod:`tests.databases` (:class:`PgAdmin`, :func:`fresh_database`; the
+  benchmarks use them, and ``pg_admin``/``database_factory`` in ``tests/conftest.py`` build on
+  them: clones of one migrated template, dropped when the test ends, orphans of killed runs
+  reaped).
 
 Every process started here runs in its own process group and is stopped by its owner's
 ``finally``; :mod:`tests.processes` fails the run if one survives anyway.
@@ -29,15 +31,19 @@ from typing import cast
 import redis
 
 from interfaces.ports import free_port, free_ports
+from tests.databases import PgAdmin, PostgresUnavailable, fresh_database
 from tests.speech import espeak_wav, require_tool, speech_file
 from workers.process import ALL_QUEUES, WorkerStartError, start_worker, stop_worker
 
 __all__ = [
+    "PgAdmin",
+    "PostgresUnavailable",
     "RedisServer",
     "WorkerStartError",
     "espeak_wav",
     "free_port",
     "free_ports",
+    "fresh_database",
     "private_redis",
     "require_tool",
     "speech_file",

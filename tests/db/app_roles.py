@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 from db.access import act_with, create_login_role, drop_login_role
 from db.auth_sessions import token_hash
 from db.engine import libpq_url, unit_of_work
-from tests.conftest import _OWNER_RE, _OWNER_TAG, PgAdmin, _process_alive, _url_for
+from tests.databases import OWNER_TAG, PgAdmin, orphaned, url_for
 
 ROLE_PREFIX = "teleai_test_"
 
@@ -56,10 +55,7 @@ def reap_orphan_roles(admin: psycopg.Connection) -> None:
         (ROLE_PREFIX.replace("_", r"\_") + "%",),
     ).fetchall()
     for name, comment in rows:
-        match = _OWNER_RE.match(comment or "")
-        if match is None or match["host"] != socket.gethostname():
-            continue
-        if not _process_alive(int(match["pid"])):
+        if orphaned(comment):
             with contextlib.suppress(psycopg.Error):
                 drop_login_role(admin, name)
 
@@ -72,7 +68,7 @@ def login_role(pg_admin: PgAdmin, kind: str, member_of: str) -> Iterator[LoginRo
     create_login_role(pg_admin.conn, role.name, role.password, member_of=member_of)
     pg_admin.conn.execute(
         sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            sql.Identifier(role.name), sql.Literal(_OWNER_TAG)
+            sql.Identifier(role.name), sql.Literal(OWNER_TAG)
         )
     )
     try:
@@ -92,7 +88,7 @@ def mint_token(database: str, user_id: uuid.UUID) -> str:
     and no foreign key check, so an id that names nobody gets a token that acts as nobody.
     """
     token = secrets.token_urlsafe(32)
-    with psycopg.connect(libpq_url(_url_for(database))) as conn:
+    with psycopg.connect(libpq_url(url_for(database))) as conn:
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute(
             "INSERT INTO sessions (user_id, token_hash, expires_at) "

@@ -36,6 +36,7 @@ from db.models import Stage
 from db.transcripts import add_transcription_version
 from pipeline import jobs
 from tests.conftest import DatabaseFactory, PgAdmin
+from tests.databases import rolled_back, rolled_back_session
 from tests.db.app_roles import LoginRole, act_as, acting_as, login_role
 from tests.db.catalog import snapshot
 from tests.db.factories import PASSWORD, make_file, make_transcription, make_user
@@ -123,24 +124,14 @@ def world(pg_admin: PgAdmin, template_database: str) -> Iterator[World]:
 @pytest.fixture
 def app_conn(world: World) -> Iterator[Connection]:
     """The app role's connection inside a transaction that is rolled back afterwards."""
-    with world.app.connect() as conn:
-        transaction = conn.begin()
-        try:
-            yield conn
-        finally:
-            transaction.rollback()
+    with rolled_back(world.app) as conn:
+        yield conn
 
 
 @pytest.fixture
 def worker_session(world: World) -> Iterator[Session]:
-    with world.worker.connect() as conn:
-        transaction = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        try:
-            yield session
-        finally:
-            session.close()
-            transaction.rollback()
+    with rolled_back_session(world.worker) as session:
+        yield session
 
 
 def _denied_by_privilege(error: DBAPIError) -> bool:

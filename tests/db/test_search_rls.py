@@ -28,6 +28,7 @@ from db.migrate import downgrade, upgrade
 from db.models import User
 from db.transcripts import search_transcripts
 from tests.conftest import DatabaseFactory, PgAdmin
+from tests.databases import rolled_back_session
 from tests.db.app_roles import act_as, acting_as, login_role, mint_token
 from tests.db.factories import make_file, make_transcription, make_user
 from tests.db.test_rls import full_snapshot
@@ -150,26 +151,17 @@ def world(pg_admin: PgAdmin, template_database: str) -> Iterator[World]:
     factory.drop_all()
 
 
-def _session(engine: Engine) -> Iterator[Session]:
-    with engine.connect() as conn:
-        transaction = conn.begin()
-        session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        try:
-            yield session
-        finally:
-            session.close()
-            transaction.rollback()
-
-
 @pytest.fixture
 def app(world: World) -> Iterator[Session]:
     """The app role inside a transaction that is rolled back afterwards."""
-    yield from _session(world.app)
+    with rolled_back_session(world.app) as session:
+        yield session
 
 
 @pytest.fixture
 def owner(world: World) -> Iterator[Session]:
-    yield from _session(world.owner)
+    with rolled_back_session(world.owner) as session:
+        yield session
 
 
 def run(session: Session, statement: Any, query: str, **kw: Any) -> list[tuple[Any, ...]]:

@@ -21,6 +21,7 @@ from db import access, users
 from db.engine import unit_of_work
 from db.migrate import downgrade, upgrade
 from tests.conftest import DatabaseFactory, PgAdmin
+from tests.databases import rolled_back
 from tests.db.app_roles import LoginRole, act_as, login_role
 from tests.db.factories import make_file, make_user
 from tests.db.test_rls import full_snapshot
@@ -70,12 +71,8 @@ def world(pg_admin: PgAdmin, template_database: str) -> Iterator[World]:
 
 @pytest.fixture
 def app_conn(world: World) -> Iterator[Connection]:
-    with world.app.connect() as conn:
-        transaction = conn.begin()
-        try:
-            yield conn
-        finally:
-            transaction.rollback()
+    with rolled_back(world.app) as conn:
+        yield conn
 
 
 def refused(conn: Connection, statement: str, **params: Any) -> str | None:
