@@ -1,13 +1,14 @@
 """Generated call audio with known answers: who speaks when, on which channel, in which language.
 
 Used by the call-audio tests and the ``callaudio`` benchmark. Every clip is spoken by espeak-ng
-(one voice per speaker, one language per part) and assembled here or with ffmpeg (``join`` for
-multi-channel files), so the reference turns are exact sample positions, never hand-labelled.
+(one voice per speaker, one language per part, through :mod:`interfaces.speech`, the one "speak
+a sentence into a file" of tests, benchmarks and demo) and assembled here or with ffmpeg
+(``join`` for multi-channel files), so the reference turns are exact sample positions, never
+hand-labelled.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 import wave
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from interfaces.speech import convert, espeak_wav, require_tool
 
 RATE = 16000
 FFMPEG = ("ffmpeg", "-nostdin", "-y", "-loglevel", "error")
@@ -47,13 +50,6 @@ FRENCH = (
     "Bonjour, je voudrais parler à un conseiller, s'il vous plaît.",
     "Ma commande n'est jamais arrivée et je suis très déçu.",
 )
-
-
-def require(tool: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        raise RuntimeError(f"{tool} is not installed (apt-get install {tool})")
-    return found
 
 
 def read_wav(path: Path) -> Samples:
@@ -92,21 +88,11 @@ def trim(samples: Samples, threshold_db: float = -45.0) -> Samples:
 
 def speak(text: str, voice: str, *, words_per_minute: int = 165) -> Samples:
     """``text`` spoken by espeak-ng ``voice``, 16 kHz mono float32, silence trimmed."""
-    require("espeak-ng")
-    require("ffmpeg")
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.wav"
-        out = Path(tmp) / "16k.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text],
-            check=True,
-            capture_output=True,
+        raw = espeak_wav(
+            text, Path(tmp) / "raw.wav", voice=voice, words_per_minute=words_per_minute
         )
-        subprocess.run(
-            [*FFMPEG, "-i", str(raw), "-ar", str(RATE), "-ac", "1", "-c:a", "pcm_s16le", str(out)],
-            check=True,
-            capture_output=True,
-        )
+        out = convert(raw, "wav", Path(tmp) / "16k.wav", sample_rate=RATE, channels=1)
         return trim(read_wav(out))
 
 
@@ -165,7 +151,7 @@ def pad_to(samples: Samples, length: int) -> Samples:
 def join_channels(channels: Sequence[Path], out: Path) -> Path:
     """One multi-channel WAV from mono WAVs with ffmpeg's ``amerge`` filter: channel *i* of
     the output is input *i* (``join`` would reorder mono inputs to fit a named layout)."""
-    require("ffmpeg")
+    require_tool("ffmpeg")
     inputs = [arg for path in channels for arg in ("-i", str(path))]
     labels = "".join(f"[{i}:a]" for i in range(len(channels)))
     subprocess.run(

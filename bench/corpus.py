@@ -21,10 +21,9 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.speech import espeak_wav
+from interfaces.speech import ESPEAK_RATE, espeak_wav
 
 GENERATOR_VERSION = 1
-ESPEAK_RATE = 22_050  # what espeak-ng writes
 VOICE = "en-us"
 # MP3 as people upload it: 44.1 kHz stereo, 96 kbit/s; decoding it is part of every timing.
 ENCODE_ARGS = ("-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "96k")
@@ -157,7 +156,7 @@ def _wav_seconds(path: Path) -> float:
 
 
 def _speak(text: str, out: Path, wpm: int) -> float:
-    """Speak through the test harness's espeak-ng call (one place, the same command)."""
+    """Speak through :func:`interfaces.speech.espeak_wav` (one place, the same command)."""
     espeak_wav(text, out, voice=VOICE, words_per_minute=wpm)
     return _wav_seconds(out)
 

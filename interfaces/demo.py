@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import psycopg
@@ -24,6 +23,7 @@ from sqlalchemy import make_url
 
 from db.engine import dispose_all, libpq_url
 from interfaces.embedded import demo_services
+from interfaces.speech import ESPEAK_RATE, ESPEAK_VOICE, ESPEAK_WPM, convert, espeak_wav
 from pipeline.settings import get_settings
 from workers.process import WorkerStartError, start_worker, stop_worker
 
@@ -92,17 +92,14 @@ def make_samples(directory: Path) -> list[Path]:
         formats = ("wav", "wav")
     paths = []
     for (name, text), fmt in zip(SENTENCES.items(), formats, strict=True):
-        wav = directory / f"{name}.wav"
-        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
-        if fmt == "wav":
-            paths.append(wav)
-            continue
-        out = directory / f"{name}.{fmt}"
-        subprocess.run(
-            ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), str(out)],
-            check=True,
+        path = espeak_wav(
+            text, directory / f"{name}.wav", voice=ESPEAK_VOICE, words_per_minute=ESPEAK_WPM
         )
-        paths.append(out)
+        if fmt != "wav":  # at espeak's own rate and channel count
+            path = convert(
+                path, fmt, path.with_suffix(f".{fmt}"), sample_rate=ESPEAK_RATE, channels=1
+            )
+        paths.append(path)
     return paths
 
 

@@ -8,7 +8,8 @@ only re-exported here so there is one place to look:
 - free ports: :mod:`interfaces.ports` (the embedded demo servers and the API process use it);
 - workers: :mod:`workers.process` (the demo uses it too): :func:`start_worker` (``warm=True``
   waits until every pool child loaded its models), :func:`stop_worker`;
-- speech: :mod:`tests.speech` (espeak-ng and ffmpeg; a missing tool fails loudly);
+- speech: :mod:`interfaces.speech`, by way of :mod:`tests.speech` (espeak-ng and ffmpeg; a
+  missing tool fails loudly; the demo speaks its sample calls with it);
 - fresh databases: :mod:`tests.databases` (:class:`PgAdmin`, :func:`fresh_database`; the
   benchmarks use them, and ``pg_admin``/``database_factory`` in ``tests/conftest.py`` build on
   them: clones of one migrated template, dropped when the test ends, orphans of killed runs

@@ -1,85 +1,12 @@
-"""Real test speech: espeak-ng speaks a known sentence, ffmpeg converts it to every format.
+"""Real test speech, by the name the tests import it under: :mod:`interfaces.speech`.
 
 Tests assert a word error rate against the sentence, so the audio must be generated in the run
-(never checked in) and the tools must be present: a missing tool fails loudly.
+(never checked in) and the tools must be present: a missing tool fails loudly. The one
+implementation lives in the package, because the demo speaks its sample calls with it too.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
+from interfaces.speech import FORMAT_ARGS, FORMATS, convert, espeak_wav, require_tool, speech_file
 
-# ffmpeg arguments per supported container; 16-bit/44.1 kHz stereo input keeps probing honest.
-FORMAT_ARGS: dict[str, list[str]] = {
-    "wav": ["-c:a", "pcm_s16le"],
-    "mp3": ["-c:a", "libmp3lame", "-b:a", "96k"],
-    "ogg": ["-c:a", "libvorbis", "-q:a", "4"],
-    "m4a": ["-c:a", "aac", "-b:a", "96k"],
-    "flac": ["-c:a", "flac"],
-    "webm": ["-c:a", "libopus", "-b:a", "64k"],
-}
-FORMATS = tuple(FORMAT_ARGS)
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not installed; .ci/run installs it (apt-get install {name})")
-    return path
-
-
-def espeak_wav(text: str, out: Path, *, voice: str = "en-us", words_per_minute: int = 150) -> Path:
-    """Speak ``text`` into a WAV file with espeak-ng (22.05 kHz mono, as espeak writes it)."""
-    require_tool("espeak-ng")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(out), text],
-        check=True,
-        capture_output=True,
-    )
-    return out
-
-
-def convert(src: Path, fmt: str, out: Path, *, sample_rate: int = 44100, channels: int = 2) -> Path:
-    """Convert ``src`` with ffmpeg into ``fmt`` at the given rate and channel count."""
-    require_tool("ffmpeg")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rate = 48000 if fmt == "webm" else sample_rate  # Opus only runs at 48 kHz
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-i",
-            str(src),
-            "-ar",
-            str(rate),
-            "-ac",
-            str(channels),
-            *FORMAT_ARGS[fmt],
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return out
-
-
-def speech_file(
-    text: str,
-    fmt: str,
-    directory: Path,
-    *,
-    stem: str = "speech",
-    voice: str = "en-us",
-    sample_rate: int = 44100,
-    channels: int = 2,
-) -> Path:
-    """One call for tests: a spoken ``text`` in ``fmt`` inside ``directory``."""
-    wav = espeak_wav(text, directory / f"{stem}.espeak.wav", voice=voice)
-    return convert(
-        wav, fmt, directory / f"{stem}.{fmt}", sample_rate=sample_rate, channels=channels
-    )
+__all__ = ["FORMATS", "FORMAT_ARGS", "convert", "espeak_wav", "require_tool", "speech_file"]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bench.wer import normalize_text, word_error_rate
+from interfaces.speech import ESPEAK_VOICE, ESPEAK_WPM
 from pipeline.audio.decode import (
     SAMPLE_RATE,
     decode_to_16k_mono,
@@ -33,7 +34,7 @@ from pipeline.transcription import get_transcriber
 from pipeline.transcription.base import Transcriber
 from pipeline.transcription.windows import transcribe_windows
 from tests.crafted import flac_with_lying_header, webm_with_lying_duration
-from tests.speech import convert, require_tool
+from tests.speech import convert, espeak_wav
 
 SENTENCES = (
     "Thank you for calling Northwind, my name is Anna.",
@@ -51,12 +52,12 @@ FOUR_HOURS = 4 * 3600.0
 @pytest.fixture(scope="module")
 def call(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 20 s of speech: five sentences with 1.5-s pauses, as a 44.1 kHz stereo MP3."""
-    require_tool("espeak-ng")
     work = tmp_path_factory.mktemp("long")
     breaks = f"<break time='{PAUSE_MS}ms'/>"
     ssml = f"<speak>{breaks.join(SENTENCES)}</speak>"
-    wav = work / "call.wav"
-    subprocess.run(["espeak-ng", "-m", "-w", str(wav), ssml], check=True, capture_output=True)
+    wav = espeak_wav(
+        ssml, work / "call.wav", voice=ESPEAK_VOICE, words_per_minute=ESPEAK_WPM, ssml=True
+    )
     return convert(wav, "mp3", work / "call.mp3")
 
 

@@ -27,12 +27,13 @@ import psutil
 import pytest
 import redis
 
+from interfaces.speech import ESPEAK_VOICE, ESPEAK_WPM
 from tests.badinput import pool_pids
 from tests.conftest import PgAdmin
 from tests.crafted import flac_with_lying_header, webm_with_lying_duration
 from tests.integration.conftest import Pipeline, pipeline_env, start_worker, stop_worker
 from tests.integration.test_bad_inputs import assert_readable_failure
-from tests.speech import require_tool
+from tests.speech import espeak_wav
 
 LIMIT_S = 300
 BUDGET_MIB = 128  # 60 s of silence grows the child by ~30 MiB, 4 min of speech by ~300 MiB
@@ -72,9 +73,8 @@ def guarded(
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("crafted-files")
     speech = work / "speech.wav"
-    require_tool("espeak-ng")
     text = " ".join(["Thank you for calling, please hold while I look at your account."] * 4)
-    subprocess.run(["espeak-ng", "-w", str(speech), text], check=True, capture_output=True)
+    espeak_wav(text, speech, voice=ESPEAK_VOICE, words_per_minute=ESPEAK_WPM)
     four_minutes = work / "four-minutes.mp3"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-stream_loop", "-1",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import psycopg
 import pytest
 
 from db.engine import libpq_url
+from interfaces.speech import ESPEAK_VOICE, ESPEAK_WPM
 from tests.badinput import (
     FUZZ_SEED,
     Mutant,
@@ -36,7 +36,7 @@ from tests.badinput import (
     run_ingest,
 )
 from tests.conftest import PgAdmin
-from tests.harness import private_redis
+from tests.harness import espeak_wav, private_redis
 from tests.integration.conftest import Pipeline, _teleai, pipeline_env, stop_worker
 from tests.integration.oracle import ANALYSIS_TYPES
 from workers import process
@@ -178,11 +178,11 @@ def test_workers_survive_the_fuzz_and_still_work(
     assert pool_pids(fuzz_pipeline.workers[0]) == fuzz_run.pool_before, "a pool child died"
     deaths = WORKER_DEATHS.findall(fuzz_pipeline.worker_logs())
     assert not deaths, deaths
-    good = tmp_path / "good.wav"
-    subprocess.run(
-        ["espeak-ng", "-w", str(good), "Everything still works after the fuzzing."],
-        check=True,
-        capture_output=True,
+    good = espeak_wav(
+        "Everything still works after the fuzzing.",
+        tmp_path / "good.wav",
+        voice=ESPEAK_VOICE,
+        words_per_minute=ESPEAK_WPM,
     )
     [row] = fuzz_pipeline.ingest(good)
     assert row["status"] == "completed", row
