@@ -4,14 +4,60 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from db.models import AudioFile
 
 MAX_PAGE = 500
+
+
+def new_upload(
+    *,
+    user_id: uuid.UUID,
+    file_name: str,
+    file_path: str,
+    file_size: int,
+    file_format: str,
+    checksum: str | None = None,
+    mime_type: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> AudioFile:
+    """A ``pending`` file row, not yet added to a session (status, stage and times take their
+    database defaults)."""
+    return AudioFile(
+        user_id=user_id,
+        file_name=file_name,
+        file_path=file_path,
+        file_size=file_size,
+        file_format=file_format.lower(),
+        checksum=checksum.lower() if checksum is not None else None,
+        mime_type=mime_type,
+        metadata_=dict(metadata) if metadata is not None else {},
+    )
+
+
+def add_uploads(session: Session, rows: Sequence[AudioFile]) -> None:
+    """Insert ``rows`` (from :func:`new_upload`) with the upload marked complete, in two
+    statements for the whole batch: the ORM sends one multi-row ``INSERT … RETURNING`` for
+    rows of one mapper, and one ``UPDATE`` sets ``upload_completed_at`` to the
+    (transaction-time) ``upload_started_at`` the INSERT gave them."""
+    if not rows:
+        return
+    session.add_all(rows)
+    session.flush()
+    session.execute(
+        update(AudioFile)
+        .where(AudioFile.id.in_([row.id for row in rows]))
+        .values(upload_completed_at=AudioFile.upload_started_at)
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:  # the UPDATE bypassed the identity map: read the value again when used
+        session.expire(row, ["upload_completed_at"])
 
 
 def record_upload(
@@ -27,15 +73,15 @@ def record_upload(
     metadata: dict[str, Any] | None = None,
 ) -> AudioFile:
     """Insert a ``pending`` file row (status, stage and times take their database defaults)."""
-    row = AudioFile(
+    row = new_upload(
         user_id=user_id,
         file_name=file_name,
         file_path=file_path,
         file_size=file_size,
-        file_format=file_format.lower(),
-        checksum=checksum.lower() if checksum is not None else None,
+        file_format=file_format,
+        checksum=checksum,
         mime_type=mime_type,
-        metadata_=dict(metadata) if metadata is not None else {},
+        metadata=metadata,
     )
     session.add(row)
     session.flush()
@@ -51,6 +97,25 @@ def find_duplicate(session: Session, user_id: uuid.UUID, checksum: str) -> Audio
         .limit(1)
     )
     return session.scalars(stmt).first()
+
+
+def find_duplicates(
+    session: Session, user_id: uuid.UUID, checksums: Sequence[str]
+) -> list[AudioFile]:
+    """Per checksum in ``checksums`` the user's earliest file with it (what
+    :func:`find_duplicate` returns for that checksum): one query for a batch of uploads."""
+    if not checksums:
+        return []
+    stmt = (
+        select(AudioFile)
+        .where(
+            AudioFile.user_id == user_id,
+            AudioFile.checksum.in_([checksum.lower() for checksum in checksums]),
+        )
+        .ext(distinct_on(AudioFile.checksum))
+        .order_by(AudioFile.checksum, AudioFile.created_at, AudioFile.id)
+    )
+    return list(session.scalars(stmt))
 
 
 def get_file(session: Session, file_id: uuid.UUID) -> AudioFile | None:

@@ -1,5 +1,6 @@
 """The one way a file enters the pipeline: the CLI, the drop folder, the demo and the HTTP API
-all call :func:`submit`.
+all call :func:`submit` (one file) or :func:`submit_many` (``teleai ingest`` of many files:
+the same steps for a batch at a time).
 
 Order matters and is the whole point: the upload is stored and its row committed *first*, and
 only then is the ``ingest`` message sent. A lost message (broker down, Redis restarted empty)
@@ -8,27 +9,44 @@ sends whatever PostgreSQL holds as queued but Redis does not. When the broker is
 submit time the file is still ``created`` (``queued=False`` and a ``reason`` that says so), and
 submitting the same bytes again re-sends the message instead of reporting a duplicate of a file
 that was never queued.
+
+Batches (:func:`submit_many`) keep every one of these rules per file (each file its own row,
+duplicates found, refusals with their reason, the row committed before its message) and
+only share the costs: one transaction and a fixed number of statements per batch instead of
+one commit per file, and the batch's messages published over one broker connection after
+that commit. A refused file never stops the others of its batch.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from db.engine import get_engine, unit_of_work
 from db.models import AudioFile, FileStatus, Stage
 from pipeline import storage
 from pipeline.errors import PipelineError
-from pipeline.intake import record_submission
+from pipeline.intake import Staged, record_staged, stage_upload
 from pipeline.options import JobOptions, parse_options
 from pipeline.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
+
+# Opens one transaction: committed when the block ends, rolled back if it raises.
+Transaction = Callable[[], AbstractContextManager[Session]]
+
+BATCH_SIZE = 200  # files per transaction in submit_many: big enough to amortise, small to stream
+T = TypeVar("T")
 
 BROKER_DOWN = (
     "the message broker (Redis) is unreachable; the file is recorded and the workers' recovery "
@@ -56,6 +74,21 @@ class SubmitResult:
         return self.outcome is not Outcome.REFUSED
 
 
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), lazily: a folder of a million
+    files is never listed in memory at once."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def submit(
     source: Path | IO[bytes],
     *,
@@ -64,6 +97,7 @@ def submit(
     options: JobOptions | dict[str, Any] | None = None,
     force: bool = False,
     settings: Settings | None = None,
+    transaction: Transaction | None = None,
 ) -> SubmitResult:
     """Store ``source`` for ``owner_id``, record it, then queue its ingest stage.
 
@@ -71,80 +105,186 @@ def submit(
     pipeline refuses (unsupported name or extension, invalid options, a path that is not a
     regular file, storage that cannot be written) comes back as ``REFUSED`` with a reason;
     a database outage raises (callers retry or report "service unavailable").
+
+    ``transaction`` is where the row is recorded: by default a unit of work of the process's
+    own login (the CLI as the owner, the drop folder as ``teleai_intake``). The HTTP API passes
+    transactions of the application role acting with the caller's credential, so the database,
+    not the API process, decides that the caller may own the new file (migration 009).
     """
+    (result,) = _submit_batch(
+        [(source, file_name)],
+        owner_id=owner_id,
+        options=options,
+        force=force,
+        settings=settings,
+        transaction=transaction,
+    )
+    return result
+
+
+def submit_many(
+    sources: Iterable[Path],
+    *,
+    owner_id: uuid.UUID,
+    options: JobOptions | dict[str, Any] | None = None,
+    force: bool = False,
+    settings: Settings | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[SubmitResult]:
+    """:func:`submit` for many paths, ``batch_size`` at a time; one result per path, in order,
+    yielded as each batch is committed and queued (see the module docstring). A database
+    outage raises: the batches before it are recorded and queued, the failing one is not
+    (its stored copies are removed)."""
+    for batch in chunks(sources, batch_size):
+        yield from _submit_batch(
+            [(path, None) for path in batch],
+            owner_id=owner_id,
+            options=options,
+            force=force,
+            settings=settings,
+        )
+
+
+def _shown(source: Path | IO[bytes], file_name: str | None) -> str:
+    return file_name or (source.name if isinstance(source, Path) else "upload")
+
+
+def _reason(error: BaseException) -> str:
+    return error.message if isinstance(error, PipelineError) else str(error)
+
+
+def _submit_batch(
+    items: Sequence[tuple[Path | IO[bytes], str | None]],
+    *,
+    owner_id: uuid.UUID,
+    options: JobOptions | dict[str, Any] | None,
+    force: bool,
+    settings: Settings | None,
+    transaction: Transaction | None = None,
+) -> list[SubmitResult]:
+    """Store each upload, record the batch in one transaction, then send its messages."""
     settings = settings or get_settings()
-    shown = file_name or (source.name if isinstance(source, Path) else "upload")
+    if transaction is None:
+        transaction = partial(unit_of_work, get_engine(settings.sqlalchemy_url()))
+
+    results: list[SubmitResult | None] = [None] * len(items)
     try:
         job_options = options if isinstance(options, JobOptions) else parse_options(options)
-        if isinstance(source, Path) and (source.is_symlink() or not source.is_file()):
-            raise FileNotFoundError(f"{source}: not a regular file")
-        engine = get_engine(settings.sqlalchemy_url())
-        stored: str | None = None
-        try:
-            with unit_of_work(engine) as session:
-                recorded = record_submission(
+    except PipelineError as error:
+        return [
+            SubmitResult(Outcome.REFUSED, _shown(source, name), reason=error.message)
+            for source, name in items
+        ]
+    staged: list[tuple[int, Staged]] = []
+    try:
+        for index, (source, name) in enumerate(items):
+            try:
+                if isinstance(source, Path) and (source.is_symlink() or not source.is_file()):
+                    raise FileNotFoundError(f"{source}: not a regular file")
+                staged.append((index, stage_upload(source, settings, name)))
+            except (PipelineError, OSError) as error:
+                results[index] = SubmitResult(
+                    Outcome.REFUSED, _shown(source, name), reason=_reason(error)
+                )
+        recorded = []
+        if staged:
+            with transaction() as session:
+                recorded = record_staged(
                     session,
-                    source,
+                    [item for _, item in staged],
                     user_id=owner_id,
                     settings=settings,
-                    original_name=file_name,
                     options=job_options,
                     force=force,
                 )
-                stored = recorded.stored_ref
-        except BaseException:
-            if stored is not None:  # the row's commit failed: its copy must not stay behind
-                storage.delete(stored, settings)
+    except BaseException as error:
+        # Nothing of this batch was committed: no row will point at its copies.
+        for _, item in staged:
+            storage.delete(item.stored.ref, settings)
+        if not isinstance(error, PipelineError | OSError):
             raise
-    except (PipelineError, OSError) as error:
-        reason = error.message if isinstance(error, PipelineError) else str(error)
-        return SubmitResult(Outcome.REFUSED, shown, reason=reason)
-    if recorded.duplicate_of is not None:
-        queued = _requeue_if_waiting(recorded.duplicate_of, settings)
-        # The name the caller submitted (the earlier row may carry another one).
-        return SubmitResult(Outcome.DUPLICATE, shown, recorded.file_id, queued=queued is not False)
-    sent = send_ingest(recorded.file_id)
-    return SubmitResult(
-        Outcome.CREATED,
-        recorded.file_name,
-        recorded.file_id,
-        reason=None if sent else BROKER_DOWN,
-        queued=sent,
-    )
+        for index, _ in staged:
+            source, name = items[index]
+            results[index] = SubmitResult(
+                Outcome.REFUSED, _shown(source, name), reason=_reason(error)
+            )
+        return [r for r in results if r is not None]
+    created = [rec.file_id for rec in recorded if rec.duplicate_of is None]
+    sent = send_ingest_many(created)
+    requeued = _requeue_waiting([rec.file_id for rec in recorded if rec.duplicate_of], transaction)
+    for (index, _), rec in zip(staged, recorded, strict=True):
+        source, name = items[index]
+        if rec.duplicate_of is not None:
+            # The name the caller submitted (the earlier row may carry another one).
+            queued = requeued.get(rec.duplicate_of) is not False
+            results[index] = SubmitResult(
+                Outcome.DUPLICATE, _shown(source, name), rec.file_id, queued=queued
+            )
+        else:
+            ok = rec.file_id in sent
+            results[index] = SubmitResult(
+                Outcome.CREATED,
+                rec.file_name,
+                rec.file_id,
+                reason=None if ok else BROKER_DOWN,
+                queued=ok,
+            )
+    return [r for r in results if r is not None]
 
 
 def send_ingest(file_id: uuid.UUID) -> bool:
     """Send the ingest message; False (logged) when the broker is unreachable."""
+    return file_id in send_ingest_many([file_id])
+
+
+def send_ingest_many(file_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Send the ingest messages of ``file_ids`` over one broker connection; the ids whose
+    message went out (the rest, logged, are left to the recovery sweep: their rows are
+    committed)."""
     from kombu.exceptions import OperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from workers.tasks import ingest
 
+    sent: set[uuid.UUID] = set()
+    if not file_ids:
+        return sent
     try:
-        ingest.apply_async((str(file_id),), retry=False)
+        with ingest.app.producer_or_acquire() as producer:
+            for file_id in file_ids:
+                ingest.apply_async((str(file_id),), retry=False, producer=producer)
+                sent.add(file_id)
     except (OperationalError, RedisConnectionError, OSError) as error:
         log.warning(
-            "broker_unreachable_at_submit", file_id=str(file_id), error=type(error).__name__
+            "broker_unreachable_at_submit",
+            file_ids=[str(f) for f in file_ids if f not in sent][:20],
+            unsent=len(file_ids) - len(sent),
+            error=type(error).__name__,
         )
-        return False
-    return True
+    return sent
 
 
-def _requeue_if_waiting(file_id: uuid.UUID, settings: Settings) -> bool | None:
-    """Re-send the ingest message of an earlier, still queued submission of the same bytes.
+def _requeue_waiting(
+    file_ids: Sequence[uuid.UUID], transaction: Transaction
+) -> dict[uuid.UUID, bool]:
+    """Re-send the ingest messages of earlier, still queued submissions of the same bytes.
 
-    Returns None when the earlier row is past that point (nothing to send), else whether the
-    message went out. A second message for a queued row is harmless: the claim lets one win.
+    Returns, for each of those rows still waiting for its ingest message, whether it went out;
+    rows past that point are left out (nothing to send). A second message for a queued row is
+    harmless: the claim lets one win.
     """
-    engine = get_engine(settings.sqlalchemy_url())
-    with unit_of_work(engine) as session:
-        row = session.get(AudioFile, file_id)
-        waiting = (
-            row is not None
-            and row.status == FileStatus.PENDING.value
-            and row.stage == Stage.INGEST.value
-            and row.lease_expires_at is None
+    if not file_ids:
+        return {}
+    with transaction() as session:
+        waiting = list(
+            session.scalars(
+                select(AudioFile.id).where(
+                    AudioFile.id.in_(list(set(file_ids))),
+                    AudioFile.status == FileStatus.PENDING.value,
+                    AudioFile.stage == Stage.INGEST.value,
+                    AudioFile.lease_expires_at.is_(None),
+                )
+            )
         )
-    if not waiting:
-        return None
-    return send_ingest(file_id)
+    sent = send_ingest_many(waiting)
+    return {file_id: file_id in sent for file_id in waiting}

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,6 +27,9 @@ from interfaces.cli.common import (
     uow,
 )
 from pipeline.options import JobOptions
+
+if TYPE_CHECKING:
+    from workers.submit import SubmitResult
 
 
 def expand_paths(items: Iterable[str]) -> Iterator[Path]:
@@ -67,18 +70,13 @@ def resolve_owner(user: str | None) -> uuid.UUID:
 _SHOWN_STATUS = {"created": "pending", "duplicate": "duplicate", "refused": "rejected"}
 
 
-def submit_path(
-    path: Path, *, owner_id: uuid.UUID, force: bool, options: JobOptions | None = None
-) -> dict[str, Any]:
-    """Submit one file through :func:`workers.submit.submit`; one output row for it.
+def result_row(result: SubmitResult) -> dict[str, Any]:
+    """One output row for a submitted file.
 
     ``status`` is ``pending`` (a new row), ``duplicate`` (same bytes from the same owner: the
     earlier row's id) or ``rejected`` (no row; ``error_message`` says why). ``queued`` is False
     when the broker was unreachable (the row is kept; the recovery sweep sends it).
     """
-    from workers.submit import submit
-
-    result = submit(path, owner_id=owner_id, options=options, force=force)
     return {
         "id": str(result.file_id) if result.file_id else None,
         "file_name": result.file_name,
@@ -91,12 +89,13 @@ def submit_path(
 def submit_paths(
     paths: list[str], *, user: str | None, force: bool, options: JobOptions | None = None
 ) -> list[dict[str, Any]]:
-    """Submit each file (folders recursively, globs expanded) for one owner."""
+    """Submit each file (folders recursively, globs expanded) for one owner, through
+    :func:`workers.submit.submit_many` (a transaction and one broker connection per batch)."""
+    from workers.submit import submit_many
+
     owner_id = resolve_owner(user)
-    return [
-        submit_path(path, owner_id=owner_id, force=force, options=options)
-        for path in expand_paths(paths)
-    ]
+    results = submit_many(expand_paths(paths), owner_id=owner_id, options=options, force=force)
+    return [result_row(result) for result in results]
 
 
 def job_options(**given: Any) -> JobOptions:
