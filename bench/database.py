@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session
 
 from bench.context import Context
@@ -31,6 +31,7 @@ from bench.dbfill import Scale, filled_database, keep_name, vocabulary
 from bench.results import Section, Table, Target
 from db import auth_sessions, files, monitoring, transcripts, users
 from db.explain import nested_plans
+from tests.harness import statements_sent
 
 BIG_TABLES = ("audio_files", "transcriptions", "analyses", "users")
 APP_ROLE = "teleai_app"  # migration 002: the role the application logs in as (RLS applies)
@@ -104,17 +105,8 @@ class Measured:
 
 def capture(engine: Engine, call: Callable[[Session], object]) -> tuple[str, Any]:
     """The last statement (and its parameters) that ``call`` sends to the database."""
-    seen: list[tuple[str, Any]] = []
-
-    def listener(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", listener)
-    try:
-        with Session(engine) as session, session.begin():
-            call(session)
-    finally:
-        event.remove(engine, "before_cursor_execute", listener)
+    with statements_sent(engine) as seen, Session(engine) as session, session.begin():
+        call(session)
     if not seen:
         raise RuntimeError("the call sent no SQL")
     return seen[-1]

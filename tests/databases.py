@@ -7,9 +7,10 @@ one (:meth:`PgAdmin.reap_orphans`). :func:`fresh_database` is "a new database mi
 project's runner, dropped when the block ends" for the benchmarks and any test that wants one
 outside the fixtures; ``tests/conftest.py`` builds its fixtures (a migrated template per run,
 clones of it per test) on the same class. :func:`rolled_back` and :func:`rolled_back_session`
-are the "nothing a test writes stays" transactions the fixtures hand out. Nothing here imports
-pytest: the benchmarks run
-without it, and :class:`PostgresUnavailable` says what to start when the server is down.
+are the "nothing a test writes stays" transactions the fixtures hand out; :func:`statements_sent`
+shows the SQL a call really sends (index tests EXPLAIN it, the database benchmark times it).
+Nothing here imports pytest: the benchmarks run without it, and :class:`PostgresUnavailable`
+says what to start when the server is down.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, Engine, make_url
+from sqlalchemy import Connection, Engine, event, make_url
 from sqlalchemy.orm import Session
 
 from db import engine as db_engine
@@ -230,3 +232,19 @@ def rolled_back_session(engine: Engine, *, expire_on_commit: bool = True) -> Ite
             yield session
         finally:
             session.close()
+
+
+@contextlib.contextmanager
+def statements_sent(bind: Connection | Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (with their parameters) sent on ``bind`` while the block runs, in order:
+    the SQL a data-access function really produces, to EXPLAIN or to time as sent."""
+    seen: list[tuple[str, Any]] = []
+
+    def listener(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(bind, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        event.remove(bind, "before_cursor_execute", listener)

@@ -10,10 +10,10 @@ only re-exported here so there is one place to look:
   waits until every pool child loaded its models), :func:`stop_worker`;
 - speech: :mod:`interfaces.speech`, by way of :mod:`tests.speech` (espeak-ng and ffmpeg; a
   missing tool fails loudly; the demo speaks its sample calls with it);
-- fresh databases: :mod:`tests.databases` (:class:`PgAdmin`, :func:`fresh_database`; the
-  benchmarks use them, and ``pg_admin``/``database_factory`` in ``tests/conftest.py`` build on
-  them: clones of one migrated template, dropped when the test ends, orphans of killed runs
-  reaped).
+- fresh databases: :mod:`tests.databases` (:class:`PgAdmin`, :func:`fresh_database`,
+  :func:`statements_sent`; the benchmarks use them, and ``pg_admin``/``database_factory`` in
+  ``tests/conftest.py`` build on them: clones of one migrated template, dropped when the test
+  ends, orphans of killed runs reaped).
 
 Every process started here runs in its own process group and is stopped by its owner's
 ``finally``; :mod:`tests.processes` fails the run if one survives anyway.
@@ -32,7 +32,7 @@ from typing import cast
 import redis
 
 from interfaces.ports import free_port, free_ports
-from tests.databases import PgAdmin, PostgresUnavailable, fresh_database
+from tests.databases import PgAdmin, PostgresUnavailable, fresh_database, statements_sent
 from tests.speech import espeak_wav, require_tool, speech_file
 from workers.process import ALL_QUEUES, WorkerStartError, start_worker, stop_worker
 
@@ -49,6 +49,7 @@ __all__ = [
     "require_tool",
     "speech_file",
     "start_worker",
+    "statements_sent",
     "stop_worker",
     "wait_until",
 ]

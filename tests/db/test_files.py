@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from db import files
 from db.analyses import record_analysis
 from db.engine import unit_of_work
 from db.models import AudioFile
+from tests.databases import statements_sent
 from tests.db.factories import make_file, make_transcription, make_user
 
 
@@ -105,17 +105,9 @@ def test_rows_sharing_created_at_are_not_skipped_with_before_id(session: Session
 def test_listing_uses_the_user_created_at_index(session: Session) -> None:
     user = make_user(session)
     make_file(session, user)
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        captured.append((statement, params))
-
     connection = session.connection()
-    event.listen(connection, "before_cursor_execute", capture)
-    try:
+    with statements_sent(connection) as captured:
         files.list_user_files(session, user.id, before=dt.datetime.now(dt.UTC))
-    finally:
-        event.remove(connection, "before_cursor_execute", capture)
     statement, params = captured[-1]
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, params))

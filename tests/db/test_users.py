@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
 import bcrypt
 import pytest
 from argon2 import PasswordHasher, Type
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db import users
 from db.auth_sessions import create_session, verify_session
+from tests.databases import statements_sent
 from tests.db.factories import PASSWORD, make_user
 
 
@@ -139,17 +139,9 @@ def test_soft_deleted_and_deactivated_users_vanish_from_lookups(session: Session
 
 def test_active_email_lookup_can_use_the_partial_index(session: Session) -> None:
     make_user(session, "indexed")
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        captured.append((statement, params))
-
     connection = session.connection()
-    event.listen(connection, "before_cursor_execute", capture)
-    try:
+    with statements_sent(connection) as captured:
         assert users.get_active_user(session, "indexed@example.org") is not None
-    finally:
-        event.remove(connection, "before_cursor_execute", capture)
     statement, params = captured[-1]
     assert "is_active" in statement
     assert "deleted_at IS NULL" in statement
