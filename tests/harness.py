@@ -30,8 +30,11 @@ from pathlib import Path
 from typing import cast
 
 import redis
+from typer.testing import CliRunner
 
+from db.engine import dispose_all
 from interfaces.ports import free_port, free_ports
+from pipeline.settings import get_settings
 from tests.databases import PgAdmin, PostgresUnavailable, fresh_database, statements_sent
 from tests.speech import espeak_wav, require_tool, speech_file
 from workers.process import ALL_QUEUES, WorkerStartError, start_worker, stop_worker
@@ -45,6 +48,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "fresh_database",
+    "in_process_cli",
     "private_redis",
     "require_tool",
     "speech_file",
@@ -53,6 +57,22 @@ __all__ = [
     "stop_worker",
     "wait_until",
 ]
+
+
+@contextlib.contextmanager
+def in_process_cli() -> Iterator[CliRunner]:
+    """A runner for ``teleai`` commands in this process (``CliRunner().invoke(app, ...)``).
+
+    Settings are read once per process and engines cached per URL, so the settings cache is
+    cleared before and after and the engines disposed after: each test points ``TELEAI_*``
+    (monkeypatch) where it needs and finds no engine of an earlier test's database.
+    """
+    get_settings.cache_clear()
+    try:
+        yield CliRunner()
+    finally:
+        get_settings.cache_clear()
+        dispose_all()
 
 
 def wait_until(

@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 from db import backup as db_backup
 from db.analyses import record_analysis
 from db.auth_sessions import create_session
-from db.engine import dispose_all, libpq_url, unit_of_work
+from db.engine import libpq_url, unit_of_work
 from interfaces.cli import app
 from pipeline.settings import get_settings
 from tests.conftest import DatabaseFactory
 from tests.db.factories import make_file, make_transcription, make_user
+from tests.harness import in_process_cli
 
 TEXTS = ("First pass of the call.", "Second, corrected pass of the call.")
 
@@ -28,12 +29,8 @@ TEXTS = ("First pass of the call.", "Second, corrected pass of the call.")
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """Runs ``teleai`` in-process; each test points TELEAI_DATABASE_URL where it needs."""
-    get_settings.cache_clear()
-    try:
-        yield CliRunner()
-    finally:
-        get_settings.cache_clear()
-        dispose_all()
+    with in_process_cli() as runner:
+        yield runner
 
 
 def teleai(

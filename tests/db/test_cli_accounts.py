@@ -13,13 +13,13 @@ from psycopg import sql
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-from db.engine import dispose_all, libpq_url, unit_of_work
+from db.engine import libpq_url, unit_of_work
 from db.users import authenticate
 from interfaces.cli import app
-from pipeline.settings import get_settings
 from tests.conftest import PgAdmin
 from tests.db.app_roles import ROLE_PREFIX
 from tests.db.test_rls import scram_matches
+from tests.harness import in_process_cli
 
 PASSWORD = "correct horse battery staple"
 
@@ -28,12 +28,8 @@ PASSWORD = "correct horse battery staple"
 def cli(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[CliRunner]:
     monkeypatch.setenv("TELEAI_DATABASE_URL", database_url)
     monkeypatch.delenv("TELEAI_NEW_PASSWORD", raising=False)
-    get_settings.cache_clear()
-    try:
-        yield CliRunner()
-    finally:
-        get_settings.cache_clear()
-        dispose_all()
+    with in_process_cli() as runner:
+        yield runner
 
 
 def can_log_in(database_url: str, login: str, password: str) -> bool:
