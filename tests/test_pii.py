@@ -55,6 +55,74 @@ def test_spoken_forms_are_written(said: str, written: str) -> None:
     assert normalise(said.split()).text == written
 
 
+# What Whisper wrote for digits and addresses espeak-ng read aloud (bench/pii.py), one per shape.
+@pytest.mark.parametrize(
+    ("heard", "written"),
+    [
+        # groups split by hyphens, in any grouping (one word in Whisper's tokens)
+        ("call me at 555-120-34-567.", "call me at 55512034567."),
+        # groups split by dots, with full stops between them (Whisper's pauses)
+        ("number is 4.8.95. 5.597.9711.4712.", "number is 4895559797114712."),
+        ("is 3268. 6563.", "is 32686563."),
+        # groups split by commas and hyphens, the first of two digits
+        ("on 0-1, 7-8-0, 24-7-8.", "on 017802478."),
+        # digits said as words and written as digits in one number
+        ("five five five, 1203", "5551203"),
+        # a word glued to the digits after it
+        ("call me Macon447, 2-9-2-9028.", "call me Macon 4472929028."),
+        ("Macon3332448632", "Macon 3332448632"),
+        # "i" / "in" for a nine, "o" for a zero inside a digit group
+        ("is 490227i1805884", "is 49022791805884"),
+        ("is I-751-4026.", "is 97514026."),
+        ("is 441iN 7058", "is 44197058"),
+        # a sound-alike word before a long run is its first digit
+        ("is for 01815908, 3 01614", "is 401815908301614"),
+        ("on to 0-1, 7-8-0, 24-7-8.", "on 2017802478."),
+        # four dotted digits next to more digits: a card said in groups, not an IP address
+        ("is 4.0.5.8. 7.7.0.6 5.8.4.8.113", "is 405877065848113"),
+        # e-mail addresses: "at" heard as a dot, or as "ad" glued to the provider
+        ("is Sarah.Martin.outlook.com", "is sarah.martin@outlook.com"),
+        ("is Daniel.mooradoutlook.com", "is daniel.moor@outlook.com"),
+        ("is maria.gonzalez at gmail.com", "is maria.gonzalez@gmail.com"),
+        ("is maria dot gonzalez at gmail.com", "is maria.gonzalez@gmail.com"),
+    ],
+)
+def test_whisper_shapes_are_written(heard: str, written: str) -> None:
+    assert normalise(heard.split()).text == written
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "It costs 4.95 at 10:30 on the 26th.",  # decimal, time, ordinal
+        "We paid $1,200 in 2019. 50 people came.",  # amount; a year ends its sentence
+        "I was waiting for 20 minutes.",  # a sound-alike before a short number
+        "My i7 laptop plays mp3 files.",  # letters and digits that are words
+        "The server is at 192.168.1.20 today.",  # an IP address on its own
+        "See www.outlook.com for help.",  # a provider's site, not an address
+        "On March 12, 1985 we met.",  # a day of the month ends its run
+    ],
+)
+def test_what_is_not_a_spoken_number_is_kept(kept: str) -> None:
+    assert normalise(kept.split()).text == kept
+
+
+def test_a_glued_word_maps_back_to_its_one_word() -> None:
+    words = ["call", "me", "Macon447,", "2-9-2-9028."]
+    norm = normalise(words)
+    assert norm.text == "call me Macon 4472929028."
+    start = norm.text.index("4472929028")
+    assert norm.words_of(start, start + 10) == (2, 3)
+    assert norm.words_of(norm.text.index("Macon"), norm.text.index("Macon") + 5) == (2, 2)
+
+
+def test_luhn_check() -> None:
+    from pipeline.analysis.pii.engine import luhn_valid
+
+    assert luhn_valid("4111111111111111") and luhn_valid("4111 1111 1111 1111")
+    assert not luhn_valid("4111111111111112") and not luhn_valid("411111111111111")
+
+
 def test_every_character_maps_back_to_its_words() -> None:
     words = ["my", "email", "is", "maria", "dot", "gonzalez", "at", "gmail", "dot", "com", "thanks"]
     norm = normalise(words)
@@ -119,6 +187,34 @@ def test_every_type_is_found_in_a_spoken_call(found: dict[str, list[str]]) -> No
 def test_no_personal_data_in_an_ordinary_sentence(no_network: None) -> None:
     text = "This is about my bill, it was higher than last month and I would like to know why."
     assert detect(_tokens(text), "en_core_web_sm", 0.5) == []
+
+
+@pytest.mark.parametrize(
+    ("heard", "kind"),
+    [
+        # a card whose digits the speech recogniser changed (Luhn fails) after a card cue
+        ("My card number is for 01815908, 3 01614", "card"),
+        ("My card number is 4684 2684 656 3 2 1 2 1 1 2", "card"),
+        # a phone number with a digit lost, after a call cue
+        ("You can call me Macon 665704i11.", "phone"),
+        ("You can call me Macon447, 2-9-2-9028.", "phone"),
+        # an address with "at" lost, after an e-mail cue
+        ("My email is Maria.com, so that email.com", "email"),
+        ("My email is Linda.Willsonatia who.com", "email"),
+    ],
+)
+def test_what_whisper_heard_is_found(no_network: None, heard: str, kind: str) -> None:
+    # ("Macon", Whisper's "me back on", is also a place to spaCy: one finding of the type asked)
+    assert [f.type for f in detect(_tokens(heard), "en_core_web_sm", 0.5)].count(kind) == 1
+
+
+def test_card_like_digits_need_a_card_cue_or_the_luhn_check(no_network: None) -> None:
+    invalid = "The reference is 4111 1111 1111 1112 on the letter."
+    assert detect(_tokens(invalid), "en_core_web_sm", 0.5) == []
+    valid = "The reference is 4111 1111 1111 1111 on the letter."
+    assert [f.type for f in detect(_tokens(valid), "en_core_web_sm", 0.5)] == ["card"]
+    cued = detect(_tokens("my card is 4111 1111 1111 1112"), "en_core_web_sm", 0.5)
+    assert [(f.type, f.score) for f in cued] == [("card", 0.6)]
 
 
 def test_overlaps_keep_the_more_specific_type() -> None:

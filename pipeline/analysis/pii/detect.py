@@ -11,6 +11,7 @@ over a phone number, then the higher score).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ FROM_PRESIDIO = {
     "SPOKEN_PERSON": "person",
     "PHONE_NUMBER": "phone",
     "EMAIL_ADDRESS": "email",
+    "SPOKEN_EMAIL": "email",
     "CREDIT_CARD": "card",
     "IBAN_CODE": "bank_account",
     "BANK_ACCOUNT": "bank_account",
@@ -179,10 +181,45 @@ def detect(tokens: Sequence[Token], spacy_model: str, min_score: float) -> list[
     return resolve(candidates)
 
 
+def merge_same_type(candidates: Iterable[Finding]) -> list[Finding]:
+    """Overlapping findings of one type as one: the words of both, the higher score.
+
+    Two recognisers often read one item differently: Presidio's e-mail pattern finds
+    ``johnson@outlook.com`` inside what the e-mail cue found ("Susan. Johnson.outlook.com",
+    the address with its "dot" misheard), spaCy finds "Maria" inside the name cue's "Maria
+    Gonzalez". The item is the union; redacting only the narrower reading would leave part of
+    it (and the person "Susan" would outrank nothing). The value kept is the widest reading's.
+    """
+    merged: list[Finding] = []
+    for finding in sorted(candidates, key=lambda f: (f.type, f.first, -f.last)):
+        last = merged[-1] if merged else None
+        if last is None or last.type != finding.type or finding.first > last.last:
+            merged.append(finding)
+            continue
+        wide = last if last.last - last.first >= finding.last - finding.first else finding
+        merged[-1] = dataclasses.replace(
+            wide,
+            first=last.first,
+            start=last.start,
+            last=max(last.last, finding.last),
+            end=max(last.end, finding.end),
+            score=max(last.score, finding.score),
+            text=last.text if last.last >= finding.last else _joined(last, finding),
+        )
+    return merged
+
+
+def _joined(left: Finding, right: Finding) -> str:
+    # Tokens of ``left`` then those of ``right`` beyond it (``text`` is tokens joined by spaces).
+    extra = right.text.split()[left.last - right.first + 1 :]
+    return " ".join([left.text, *extra])
+
+
 def resolve(candidates: Iterable[Finding]) -> list[Finding]:
-    """Non-overlapping findings (in words): priority, then score, then length decide."""
+    """Non-overlapping findings (in words): same-type readings merged, then priority, then
+    score, then length decide."""
     ranked = sorted(
-        candidates,
+        merge_same_type(candidates),
         key=lambda f: (-PRIORITY[f.type], -f.score, -(f.last - f.first), f.first),
     )
     kept: list[Finding] = []

@@ -15,10 +15,23 @@ reaches the network (``tests/test_pii.py`` runs it with sockets refused).
 Recognisers added for calls (Presidio misses these in speech):
 
 * ``SPOKEN_SSN``: nine digits after "social security" / "SSN" (Presidio's own US SSN pattern
-  wants dashes or a very weak score for bare digits);
-* ``BANK_ACCOUNT``: 8–17 digits after "account" (``US_BANK_NUMBER`` alone scores 0.05);
+  wants dashes or a very weak score for bare digits), or eight or ten (a digit the speech
+  recogniser dropped or repeated) with a lower score;
+* ``BANK_ACCOUNT``: 7–17 digits after "account" (``US_BANK_NUMBER`` alone scores 0.05; seven:
+  one digit of eight lost by the speech recogniser);
 * ``SpokenPhoneRecognizer``: ten digits after "call me on", "my number is" … (``phonenumbers``
-  rejects unassigned area codes, and speech loses the grouping);
+  rejects unassigned area codes, and speech loses the grouping); after a call cue ("call me",
+  "reach me", "my mobile"), 7 to 12 digits, because the speech recogniser drops or repeats a
+  digit of a number read aloud and a local number has seven;
+* ``SpokenCardRecognizer``: 13 to 19 digits after a card cue ("card number", "credit card",
+  "visa" …). A number that passes the Luhn check scores 1.0; one that fails it still counts
+  (0.6) in a card context, as AssemblyAI treats spoken card-like digit runs, because a digit
+  the speech recogniser dropped or repeated breaks the check but the number is still the
+  caller's card. Without a card cue only Presidio's Luhn-checked recogniser finds cards;
+* ``SpokenEmailRecognizer``: what follows "my email is" / "e-mail address" … up to a word
+  ending in a top-level domain ("Maria.com, so that email.com", "michael.martinat email.com"):
+  the speech recogniser hears "at" and "dot" in many ways, and what a caller gives after that
+  cue is their address even when no "@" can be rebuilt;
 * ``STREET_ADDRESS``: a house number, one to three words and a street word ("42 Baker Street");
 * ``SPOKEN_PERSON``: one or two capitalised words after "my name is", "this is", "speaking
   with" …, because the small spaCy model misses many names in unpunctuated speech.
@@ -55,6 +68,7 @@ PRESIDIO_ENTITIES = (
     "BANK_ACCOUNT",
     "STREET_ADDRESS",
     "SPOKEN_PERSON",
+    "SPOKEN_EMAIL",
 )
 _STREET_WORDS = (
     "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|"
@@ -62,8 +76,11 @@ _STREET_WORDS = (
 )
 _NAME_CUES = (
     r"(?:my name is|my name's|name is|this is|i am|i'm|speaking with|speak to|talking to|"
-    r"ask for|surname is|first name is|last name is)"
+    r"spoke with|spoke to|spoken to|name of|ask for|surname is|first name is|last name is)"
 )
+_CARD_CUES = r"(?:card|credit|debit|visa|mastercard|master card|amex|american express|maestro)"
+_CALL_CUES = r"(?:call|calling|reach|mobile|cell|back on|text|dial|phone)"
+_EMAIL_TLDS = "com|net|org|edu|gov|io|co|uk|us|de|fr|es|it|nl|ie|ca|au|info|biz|me"
 # Words after a name cue that are not names ("this is Maria" yes, "this is About" no).
 _NOT_NAMES = frozenset(
     [
@@ -122,6 +139,12 @@ def _recognisers() -> list[Any]:
         def validate_result(self, pattern_text: str) -> bool:
             return bool(extractor(pattern_text).fqdn)
 
+    class CardCueRecognizer(PatternRecognizer):
+        """Card-like digit runs after a card cue: 1.0 with a valid Luhn check, else 0.6."""
+
+        def validate_result(self, pattern_text: str) -> bool | None:
+            return True if luhn_valid(pattern_text) else None
+
     class NameCueRecognizer(PatternRecognizer):
         """Capitalised words after a name cue; drops cue words that are not names."""
 
@@ -138,7 +161,14 @@ def _recognisers() -> list[Any]:
                 r"(?<=\b(?:social security(?: number)?|ssn)(?:\s+(?:is|number|no))*[\s:,]+)"
                 r"\d{3}-?\d{2}-?\d{4}\b",
                 0.85,
-            )
+            ),
+            # A digit dropped or repeated by the speech recogniser: still the number asked for.
+            Pattern(
+                "eight or ten digits after its name",
+                r"(?<=\b(?:social security(?: number)?|ssn)(?:\s+(?:is|number|no))*[\s:,]+)"
+                r"(?:\d{8}|\d{10})\b",
+                0.6,
+            ),
         ],
     )
     account = PatternRecognizer(
@@ -147,7 +177,7 @@ def _recognisers() -> list[Any]:
         patterns=[
             Pattern(
                 "digits after account",
-                r"(?<=\b(?:account|count)(?:\s+(?:number|no|is|it's|was))*[\s:,]+)\d{8,17}\b",
+                r"(?<=\b(?:account|count)(?:\s+(?:number|no|is|it's|was))*[\s:,]+)\d{7,17}\b",
                 0.75,
             ),
             Pattern("sort code", r"(?<=\bsort code(?:\s+is)?[\s:,]+)\d{6}\b", 0.75),
@@ -165,7 +195,36 @@ def _recognisers() -> list[Any]:
                 r"(?:\s+\w+){0,3}[\s:,]+)1?\d{10}\b",
                 0.7,
             ),
+            Pattern(
+                "digits after a call cue",
+                rf"(?<=\b{_CALL_CUES}(?:\s+\w+){{0,3}}[\s:,]+)\d{{7,12}}\b",
+                0.6,
+            ),
             Pattern("dashed phone", r"\b\d{3}[-.]\d{3}[-.]\d{4}\b", 0.6),
+        ],
+    )
+    card = CardCueRecognizer(
+        supported_entity="CREDIT_CARD",
+        name="SpokenCardRecognizer",
+        patterns=[
+            Pattern(
+                "digits after a card cue",
+                rf"(?<=\b{_CARD_CUES}(?:\s+\w+){{0,3}}[\s:,]+)\d{{13,19}}\b",
+                0.6,
+            )
+        ],
+    )
+    email = PatternRecognizer(
+        supported_entity="SPOKEN_EMAIL",
+        name="SpokenEmailRecognizer",
+        patterns=[
+            Pattern(
+                "address after an e-mail cue",
+                r"(?<=\be-?mail(?:\s+(?:address|id|is|it's|was))*[\s:,]+)"
+                r"(?!(?:address|id|is|it's|was)\b)"
+                rf"[\w.@'-]+(?:[\s,]+[\w.@'-]+){{0,6}}?(?:\.|\s+dot\s+)(?:{_EMAIL_TLDS})\b",
+                0.6,
+            )
         ],
     )
     street = PatternRecognizer(
@@ -192,7 +251,18 @@ def _recognisers() -> list[Any]:
         # Case matters here: a name is what Whisper capitalised.
         global_regex_flags=re.DOTALL | re.MULTILINE,
     )
-    return [OfflineEmailRecognizer(), ssn, account, phone, street, person]
+    return [OfflineEmailRecognizer(), ssn, account, phone, card, email, street, person]
+
+
+def luhn_valid(number: str) -> bool:
+    """The Luhn check of a card number (digits only; other characters are ignored)."""
+    digits = [int(c) for c in number if c.isdigit()]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d * 2 > 9 else d * 2
+        total += d
+    return len(digits) >= 12 and total % 10 == 0
 
 
 @lru_cache(maxsize=2)

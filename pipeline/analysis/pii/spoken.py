@@ -15,6 +15,19 @@ transcript are rewritten:
   Whisper glued together ("mariaatgmail.com") is split at the "at" before a big mail provider;
 * every other word is kept as it was written.
 
+What Whisper actually writes for digits read aloud (bench/results, ``pii`` runs) is handled as
+one shape each, never as a list of examples: groups split by spaces, hyphens, dots or commas in
+any grouping (``555-120-34-567.``, ``4.8.95. 5.597.9711.4712.``, ``0-1, 7-8-0, 24-7-8``);
+digit words and digit groups mixed ("five five five, 1203"); a word glued to the digits after
+it ("Macon447," is "Macon 447,"); "i"/"in" for a nine and "o" for a zero inside a digit group
+("490227i1805884", "I-118"); a sound-alike word ("for", "to", "free") before a long run; a full
+stop between two written digit groups (Whisper's pause, not a sentence end); and e-mail
+addresses with "at" heard as a dot or glued ("sarah.martin.outlook.com", "moorad outlook.com").
+A comma still ends a run after a day of the month ("March 12, 1985"), a decimal ("4.95") and a
+time ("10:30") are not digit groups, and a run is only rewritten when it is made of digits, so
+amounts, times and years stay as they were (and the recognisers still decide what a digit
+string is: they need its length and, for cards without a card cue, the Luhn check).
+
 Each rewritten piece remembers the first and last word it came from, so a span found in the
 normalised text maps back to word indices, and through them to times and to the original text.
 A run of digit words is only rewritten when it has at least two of them, so "this one" stays.
@@ -116,15 +129,31 @@ TLDS = frozenset(
 )
 _EDGE_PUNCT = "\"'“”‘’()[]{}<>,;:!?.-"  # "-5" in "415-5-5-5": Whisper's split of a dashed number
 _NUMERIC = re.compile(r"^\d+(?:[-,]\d+)*$")
-_DOTTED = re.compile(r"^\d+(?:\.\d+)+$")  # "2.46281294": digits Whisper wrote as a decimal
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _WORDISH = re.compile(r"^[\w.+'-]+$")
 # Whisper often glues a spoken "at" to the provider: "maria.luisatoutlook.com". Only the big
 # mail providers are split this way, so a word like "format.com" is left alone.
+_PROVIDERS = r"(?:gmail|googlemail|yahoo|outlook|hotmail|icloud|aol|protonmail|proton|live|msn|gmx)"
 _GLUED_AT = re.compile(
-    r"^(?P<user>[a-z0-9][a-z0-9._-]*?)at(?P<domain>(?:gmail|googlemail|yahoo|outlook|hotmail|"
-    r"icloud|aol|protonmail|proton|live|msn|gmx)\.[a-z.]{2,6})$"
+    rf"^(?P<user>[a-z0-9][a-z0-9._-]*?)(?:at|ad)(?P<domain>{_PROVIDERS}\.[a-z.]{{2,6}})$"
 )
+# "at" heard as a dot: "sarah.martin.outlook.com" (a big provider only; "www." is no user).
+_DOTTED_AT = re.compile(
+    rf"^(?P<user>[a-z0-9][a-z0-9._-]*?)\.(?P<domain>{_PROVIDERS}\.[a-z.]{{2,6}})$"
+)
+_SEPARATORS = re.compile(r"[-.,/]")
+_DECIMAL = re.compile(r"^\d{1,3}\.\d{1,2}$")  # "4.95", "2.5": an amount or a measure
+# Letters Whisper writes for a digit inside a digit group: "nine" heard as "i"/"in", "oh" as o.
+_LETTER_DIGITS = (("in", "9"), ("i", "9"), ("o", "0"))
+_GROUP_PART = re.compile(r"^[0-9ino]+$")
+# A word glued to the digits after it: "Macon447," (Whisper's "me back on 4 4 7").
+_GLUED_DIGITS = re.compile(r"^(?P<word>[A-Za-z]{2,})(?P<digits>\d{3,}[\d.,-]*)$")
+MONTHS = frozenset(
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+     "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+     "sept", "oct", "nov", "dec"]
+)  # fmt: skip
+LEAD_RUN_DIGITS = 6  # a sound-alike word starts a run only before this many digits
 
 
 @dataclass(frozen=True)
@@ -155,6 +184,61 @@ class Normalised:
 def core(word: str) -> str:
     """A word without surrounding punctuation, lower-cased ("Gonzalez," -> "gonzalez")."""
     return word.strip().strip(_EDGE_PUNCT).lower()
+
+
+def digit_group(word: str) -> str | None:
+    """The digits of a word Whisper wrote for digits said in a run, else None.
+
+    ``555-120-34-567.`` -> ``55512034567``; ``4.8.95.`` -> ``4895``; ``490227i1805884`` ->
+    ``49022791805884``; ``I-118`` -> ``9118`` (an IP address too: the caller decides). Not a
+    digit group: a word without digits, a decimal (``4.95``), a time (``10:30``), an amount
+    (``$1,200``), an ordinal (``26th``) or a word with other letters (``mp3``).
+    """
+    w = core(word)
+    if not any(c.isdigit() for c in w) or _DECIMAL.match(w):
+        return None
+    parts = _SEPARATORS.split(w)
+    if "" in parts or not all(_GROUP_PART.match(part) for part in parts):
+        return None
+    out = []
+    for part in parts:
+        letters = sum(not c.isdigit() for c in part)
+        digits = len(part) - letters
+        if letters > 2 or (letters and part not in ("i", "in") and digits < 2):
+            return None  # "on", "no", "io": words, not a digit said unclearly
+        for letters_, digit in _LETTER_DIGITS:
+            part = part.replace(letters_, digit)
+        out.append(part)
+    return "".join(out)
+
+
+def ip_address(word: str) -> str | None:
+    """``word`` as an IP address, also as Whisper writes one said aloud ("1-I-2.16-8.1.73")."""
+    w = core(word)
+    if "." not in w:
+        return None
+    octets = []
+    for part in w.split("."):
+        for letters, digit in _LETTER_DIGITS:
+            part = part.replace(letters, digit)
+        octets.append(part.replace("-", ""))
+    candidate = ".".join(octets)
+    if not _IP.match(candidate) or any(int(o) > 255 for o in octets):
+        return None
+    return candidate
+
+
+def _units(words: Sequence[str]) -> tuple[list[str], list[int]]:
+    """``words`` with a word glued to digits split in two, and each unit's word index."""
+    units: list[str] = []
+    owner: list[int] = []
+    for index, word in enumerate(words):
+        glued = _GLUED_DIGITS.match(word.strip())
+        pieces = [glued["word"], glued["digits"]] if glued else [word]
+        for piece in pieces:
+            units.append(piece)
+            owner.append(index)
+    return units, owner
 
 
 def _email_at(words: Sequence[str], at: int) -> tuple[int, int, str] | None:
@@ -212,26 +296,56 @@ def _number_at(words: Sequence[str], i: int) -> tuple[str, int, int] | None:
         return str(TENS[w]), 1, 2
     if _NUMERIC.match(w):
         return w.replace("-", "").replace(",", ""), 1, 2
-    if _DOTTED.match(w) and not _IP.match(w) and sum(c.isdigit() for c in w) >= 7:
-        return w.replace(".", ""), 1, 2
+    group = digit_group(w)
+    if group is not None:
+        return group, 1, 2
     return None
+
+
+def _is_group(word: str) -> bool:
+    """Is ``word`` written digits (not a digit word): what a full stop may not end."""
+    return digit_group(word) is not None or bool(_NUMERIC.match(core(word)))
+
+
+def _pause_between(before: str, after: str, run: Sequence[str]) -> bool:
+    """Is the full stop after ``before`` a pause inside a number, not a sentence end?
+
+    Both sides must be written digit groups of three or more digits ("4895. 5597.", "958.
+    9078."), and the run so far must not be a year alone ("in 2019. 50 people came").
+    """
+    so_far = "".join(run)
+    if len(so_far) == 4 and so_far[:2] in ("19", "20"):
+        return False
+    groups = [digit_group(before) or "", digit_group(after) or ""]
+    return all(len(g) >= 3 and g.isdigit() for g in groups)
 
 
 def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
     """The digit run starting at ``i``: (normalised text, words used, rewrite it?)."""
+    lead = core(words[i])
+    if lead in SOUNDALIKE_INSIDE_RUN and i + 1 < len(words) and not words[i].rstrip().endswith("."):
+        # "for 01815908", "to 0-1, 7-8-0": a sound-alike word before a long run is its digit.
+        rest = _digit_run(words, i + 1)
+        if rest is not None and sum(c.isdigit() for c in rest[0]) >= LEAD_RUN_DIGITS:
+            return SOUNDALIKE_INSIDE_RUN[lead] + rest[0], rest[1] + 1, True
+        return None
     first = _number_at(words, i)
     if first is None:
         return None
     parts, used, weight = [first[0]], first[1], first[2]
     j = i + used
+    after_month = i > 0 and core(words[i - 1]) in MONTHS
 
-    def ends_run(word: str) -> bool:
-        # A full stop ends a run; a comma only after a day-sized number ("March 12, 1985"),
-        # not between the groups of a number said with pauses ("415, 555, 0132").
-        tail = word.rstrip()
-        return tail.endswith(".") or (tail.endswith(",") and len("".join(parts)) <= 2)
+    def ends_run(at: int) -> bool:
+        # A full stop ends a run, except between two written digit groups (Whisper's pause:
+        # "4895. 5597."); a comma only after a day of the month ("March 12, 1985"), not
+        # between the groups of a number said with pauses ("415, 555, 0132", "0-1, 7-8-0").
+        tail = words[at].rstrip()
+        if tail.endswith("."):
+            return not (at + 1 < len(words) and _pause_between(words[at], words[at + 1], parts))
+        return tail.endswith(",") and after_month and len("".join(parts)) <= 2
 
-    ends_clause = ends_run(words[j - 1])
+    ends_clause = ends_run(j - 1)
     while j < len(words) and not ends_clause:
         w = core(words[j])
         if w in ZERO_INSIDE_RUN:
@@ -260,17 +374,18 @@ def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
             parts.append(nxt[0])
             weight += nxt[2]
             j += nxt[1]
-        ends_clause = ends_run(words[j - 1])
+        ends_clause = ends_run(j - 1)
     text = "".join(parts)
     return text, j - i, weight >= 2
 
 
 def normalise(words: Sequence[str]) -> Normalised:
     """The detection text of ``words`` (see the module docstring) with its piece map."""
+    units, owner = _units(words)
     emails: dict[int, tuple[int, str]] = {}
-    for at, word in enumerate(words):
+    for at, word in enumerate(units):
         if core(word) == "at":
-            found = _email_at(words, at)
+            found = _email_at(units, at)
             if found is not None:
                 emails[found[0]] = (found[1], found[2])
     pieces: list[Piece] = []
@@ -282,31 +397,37 @@ def normalise(words: Sequence[str]) -> Normalised:
         if parts:
             offset += 1  # the joining space
         parts.append(text)
-        pieces.append(Piece(offset, offset + len(text), first, last))
+        pieces.append(Piece(offset, offset + len(text), owner[first], owner[last]))
         offset += len(text)
 
+    def next_to_digits(k: int) -> bool:
+        # "4.0.5.8. 7.7.0.6 …" is a card said with pauses, not an IP address.
+        return any(0 <= n < len(units) and _is_group(units[n]) for n in (k - 1, k + 1))
+
     i = 0
-    while i < len(words):
+    while i < len(units):
         if i in emails:
             last, address = emails[i]
             emit(address, i, last)
             i = last + 1
             continue
-        stripped = words[i].strip()
-        glued = _GLUED_AT.match(core(stripped))
-        if glued and "@" not in stripped:
+        stripped = units[i].strip()
+        word = core(stripped)
+        glued = _GLUED_AT.match(word) or _DOTTED_AT.match(word)
+        if glued and "@" not in stripped and glued["user"] != "www":
             emit(f"{glued['user']}@{glued['domain']}", i, i)
             i += 1
             continue
-        if _IP.match(core(stripped)):
-            emit(core(stripped), i, i)
+        ip = ip_address(word)
+        if ip is not None and not next_to_digits(i):
+            emit(ip, i, i)
             i += 1
             continue
-        run = _digit_run(words, i)
+        run = _digit_run(units, i)
         if run is not None and run[2]:
             text, used, _ = run
             # The last word's closing punctuation stays: spaCy needs the sentence break.
-            closing = words[i + used - 1].rstrip()[-1:]
+            closing = units[i + used - 1].rstrip()[-1:]
             emit(text.strip(".") + (closing if closing in ".?!," else ""), i, i + used - 1)
             i += used
             continue
