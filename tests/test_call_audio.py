@@ -27,6 +27,8 @@ from bench.callcorpus import (
     FFMPEG,
     FRENCH,
     GERMAN,
+    THREE_VOICES,
+    VOICES,
     Turn,
     conversation,
     join_channels,
@@ -34,9 +36,9 @@ from bench.callcorpus import (
     overlapping_stereo,
     pad_to,
     speak,
-    two_speaker_call,
     write_wav,
 )
+from bench.speakercorpus import distinct_turns_call
 from bench.wer import word_error_rate
 from pipeline.audio.formats import AudioFormat
 from pipeline.audio.probe import probe_audio
@@ -157,12 +159,24 @@ def test_six_channel_file(tmp_path: Path, overlap: tuple[Path, list[Turn]]) -> N
     )
 
 
-def test_two_speaker_diarization_error_rate(tmp_path: Path) -> None:
-    samples, turns = two_speaker_call(10)
-    path = write_wav(samples, tmp_path / "two.wav")
+@pytest.mark.parametrize(
+    ("voices", "turns"),
+    [(VOICES[:1], 8), (VOICES[:2], 8), (THREE_VOICES, 9)],
+    ids=["1 voice", "2 voices", "3 voices, two alike"],
+)
+def test_speakers_counted_and_diarized_with_the_count_free(
+    tmp_path: Path, voices: tuple[str, ...], turns: int
+) -> None:
+    """No ``speakers`` given: the count comes from the silhouette of the voices' clusters
+    (bounded 1..8). THREE_VOICES has two voices 0.74 alike in the encoder, which a similarity
+    threshold merged (35% DER before). Every turn is a different sentence
+    (:mod:`bench.speakercorpus`)."""
+    samples, reference = distinct_turns_call(turns, voices)
+    path = write_wav(samples, tmp_path / "call.wav")
     result = run(path)
-    assert result.metadata["speakers"]["speakers"] == 2, result.metadata["speakers"]
-    rate = der(turns, result.transcript.segments)
+    info = result.metadata["speakers"]
+    assert info["speakers"] == len(voices), info
+    rate = der(reference, result.transcript.segments)
     assert rate <= DER_TARGET, f"DER {rate:.1%}"
     assert all(w.speaker for s in result.transcript.segments for w in s.words)
 

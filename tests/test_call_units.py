@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from bench.callcorpus import Samples, join_channels, noise, silence, speak, write_wav
@@ -18,7 +19,15 @@ from pipeline.options import JobOptions
 from pipeline.preferences import with_defaults
 from pipeline.settings import Settings
 from pipeline.transcription.channels import plan_channels, scan_channels
-from pipeline.transcription.diarize import Diarizer, split_by_speaker
+from pipeline.transcription.diarize import (
+    STEP_SECONDS,
+    WINDOW_SECONDS,
+    Diarizer,
+    choose_clusters,
+    island_windows,
+    split_by_speaker,
+    vad_regions,
+)
 from pipeline.transcription.guard import guard_segments, judge, longest_loop
 from pipeline.transcription.languages import Chunk, runs_of, smooth
 from pipeline.transcription.records import Segment, Word
@@ -165,6 +174,60 @@ def test_more_speakers_asked_than_speech_allows_is_bounded() -> None:
         diarizer.centers.append(float(i))
     labels, info = diarizer.cluster()
     assert len(set(labels.tolist())) <= 3 and "at most 3" in info["limited"]
+
+
+def _voices(groups: int, per: int, seed: int = 1) -> npt.NDArray[np.float32]:
+    """Island-like embeddings: ``groups`` voices about 0.5 alike, ``per`` islands each about
+    0.89 alike within a voice (the encoder's figures for distinct espeak-ng voices)."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(256)
+    rows = []
+    for _ in range(groups):
+        center = base + 0.8 * rng.standard_normal(256)
+        center /= np.linalg.norm(center)
+        for _ in range(per):
+            v = center + 0.35 * rng.standard_normal(256) / 16
+            rows.append(v / np.linalg.norm(v))
+    return np.asarray(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_the_speaker_count_comes_from_the_clusters(groups: int) -> None:
+    labels, scores = choose_clusters(_voices(groups, 5), 1, 8, fixed=False)
+    assert len(set(labels.tolist())) == groups, scores
+    by_voice = [set(labels[i * 5 : i * 5 + 5].tolist()) for i in range(groups)]
+    assert all(len(one) == 1 for one in by_voice), "islands of one voice share a label"
+    assert "2" in scores, "the silhouettes are recorded"
+
+
+def test_the_speaker_count_bounds_and_a_fixed_count() -> None:
+    one_voice = _voices(1, 6)
+    assert len(set(choose_clusters(one_voice, 2, 8, fixed=False)[0].tolist())) == 2  # min
+    assert len(set(choose_clusters(_voices(3, 4), 1, 2, fixed=False)[0].tolist())) == 2  # max
+    assert len(set(choose_clusters(one_voice, 3, 3, fixed=True)[0].tolist())) == 3
+    assert len(set(choose_clusters(_voices(2, 1), 1, 8, fixed=False)[0].tolist())) == 2  # 2 rows
+
+
+def test_encoder_windows_spread_evenly_over_an_island() -> None:
+    assert island_windows(2.0, 3.0) == pytest.approx([1.7])  # one centred window
+    starts = island_windows(0.0, 5.0)
+    assert starts[0] == 0.0 and starts[-1] == pytest.approx(5.0 - WINDOW_SECONDS)
+    gaps = np.diff(starts)
+    assert np.allclose(gaps, gaps[0]) and gaps.max() <= STEP_SECONDS + 1e-9
+    assert len(island_windows(0.0, 3.2)) == 2, "two 1.6-s windows cover 3.2 s"
+
+
+def test_vad_regions_split_at_a_pause_and_not_inside_one() -> None:
+    said = speak("Thank you for calling.", "en-us")
+    apart = np.concatenate([silence(0.3), said, silence(0.6), said, silence(0.3)])
+    regions = vad_regions(apart)
+    assert len(regions) == 2, regions
+    first_end = 0.3 + len(said) / 16000
+    assert regions[0][1] == pytest.approx(first_end, abs=0.15)
+    assert regions[1][0] == pytest.approx(first_end + 0.6, abs=0.15)
+    close = np.concatenate([silence(0.3), said, silence(0.1), said, silence(0.3)])
+    assert len(vad_regions(close)) == 1
+    assert vad_regions(silence(2.0)) == []
 
 
 # --- conversation analytics -----------------------------------------------------------------

@@ -16,11 +16,12 @@ warmed up by :mod:`pipeline.warmup`). How it works:
    one thread (:func:`one_torch_thread`). Its LSTM is most of the cost (about 20 ms per window
    on one core), so the windows are the fewest that hear every moment of speech once.
 3. **Clustering** of the islands' mean embeddings (scikit-learn agglomerative, cosine
-   distance, average linkage). Clusters stop joining when they are less alike than one voice
-   (:data:`SAME_VOICE_SIMILARITY`), and that count is *bounded* by the job's ``speakers`` /
-   ``min_speakers`` / ``max_speakers`` (default 1..:data:`DEFAULT_MAX_SPEAKERS`); a fixed
-   ``speakers`` is used as given. A count larger than the speech allows (fewer islands than
-   speakers) is lowered to the number of islands, and recorded.
+   distance, average linkage). The count, when the job does not fix it, is the k in
+   ``[min_speakers, max_speakers]`` (default 1..:data:`DEFAULT_MAX_SPEAKERS`) whose
+   clustering has the best silhouette, or one speaker when no split is good
+   (:func:`choose_clusters`); a fixed ``speakers`` is used as given. A count larger than the
+   speech allows (fewer islands than speakers) is lowered to the number of islands, and
+   recorded.
 4. **Labels.** Each window takes the nearest voice, each word the label of the window nearest
    its middle; segments are split where the speaker changes between words, and labels are
    numbered by first appearance: ``S1``, ``S2``, ...
@@ -49,6 +50,12 @@ WINDOW_SECONDS = 1.6  # resemblyzer's partial utterance (160 mel frames of 10 ms
 STEP_SECONDS = 1.6  # window starts at most this far apart: every moment of speech heard once
 DEFAULT_MAX_SPEAKERS = 8
 SAME_VOICE_SIMILARITY = 0.75  # measured: one espeak voice 0.83-1.0, two 0.57-0.65
+# Count estimate (choose_clusters), measured on distinct-sentence espeak-ng calls of 3-15
+# turns: the best split of one voice scores a silhouette of 0.11-0.34, of two or three voices
+# 0.53-0.73; the two halves of one voice are 0.85-0.89 alike on average, of two voices
+# 0.61-0.76 (two alike voices beside a third: 0.80). Each bound sits between the two ranges.
+MIN_SILHOUETTE = 0.42
+ONE_VOICE_SIMILARITY = 0.82
 ISLAND_GAP_SECONDS = 0.3
 PAUSE_SECONDS = 0.25  # a pause this long splits an island (hand-overs are longer)
 VAD_MODE = 2  # WebRTC VAD aggressiveness 0..3
@@ -318,10 +325,15 @@ def choose_clusters(
 ) -> tuple[npt.NDArray[np.int64], dict[str, float]]:
     """Cluster labels (0..k-1) for the rows of ``x`` with k in ``[low, high]``.
 
-    Average-linkage clustering stops joining when the closest clusters are less alike than
-    one voice (:data:`SAME_VOICE_SIMILARITY`); the count that gives is then *bounded* by
-    ``[low, high]`` (the job's speakers / min / max), and a fixed count is used as given.
-    The silhouette of the result is returned for the record."""
+    A fixed count is used as given. Otherwise every k from ``max(2, low)`` to ``high`` is tried
+    (average-linkage clustering, cosine distance) and the one with the best silhouette wins:
+    a similarity threshold alone cannot tell two alike voices (0.74-0.80 in the encoder) from
+    one voice (0.81-0.95), but each still forms its own tight group, which is what the
+    silhouette scores. One speaker (when ``low`` allows it)
+    when even the best split is poor (:data:`MIN_SILHOUETTE`) or its two halves are as alike
+    as one voice (:data:`ONE_VOICE_SIMILARITY`). Too few rows for a silhouette: the
+    one-voice threshold (:data:`SAME_VOICE_SIMILARITY`) decides. The silhouettes are
+    returned for the record."""
     n = len(x)
     if high <= 1 or n < 2:
         return np.zeros(n, dtype=np.int64), {}
@@ -332,19 +344,38 @@ def choose_clusters(
         model = AgglomerativeClustering(metric="cosine", linkage="average", **how)
         return np.asarray(model.fit_predict(x), dtype=np.int64)
 
+    scores: dict[str, float] = {}
+    candidates = range(max(2, low), min(high, n - 1) + 1)
     if fixed:
         labels = fit(n_clusters=min(high, n))
+    elif candidates:
+        tried = {k: fit(n_clusters=k) for k in candidates}
+        for k, split in tried.items():
+            scores[str(k)] = round(float(silhouette_score(x, split, metric="cosine")), 3)
+        best = max(tried, key=lambda k: (scores[str(k)], -k))  # a tie goes to fewer
+        labels = tried[best]
+        if low <= 1 and (
+            scores[str(best)] < MIN_SILHOUETTE or _halves_similarity(x) > ONE_VOICE_SIMILARITY
+        ):
+            labels = np.zeros(n, dtype=np.int64)
     else:
         labels = fit(n_clusters=None, distance_threshold=1.0 - SAME_VOICE_SIMILARITY)
         found = len(set(labels.tolist()))
         if found < low or found > high:
             labels = fit(n_clusters=min(max(found, low), high, n))
-    k = len(set(labels.tolist()))
-    scores: dict[str, float] = {}
-    if 2 <= k < n:
-        scores[str(k)] = round(float(silhouette_score(x, labels, metric="cosine")), 3)
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64), scores
+
+
+def _halves_similarity(x: npt.NDArray[np.float32]) -> float:
+    """Mean cosine similarity between the two groups of the best split of ``x`` into two
+    (average linkage's last merge)."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    halves = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average")
+    labels = np.asarray(halves.fit_predict(x))
+    a, b = x[labels == 0], x[labels == 1]
+    return float(np.mean(a @ b.T)) if len(a) and len(b) else 1.0
 
 
 def _first_appearance(
