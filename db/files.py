@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from db.models import AudioFile
 MAX_PAGE = 500
 
 
-def new_upload(
+def upload_values(
     *,
     user_id: uuid.UUID,
     file_name: str,
@@ -26,38 +26,37 @@ def new_upload(
     checksum: str | None = None,
     mime_type: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> AudioFile:
-    """A ``pending`` file row, not yet added to a session (status, stage and times take their
-    database defaults)."""
-    return AudioFile(
-        user_id=user_id,
-        file_name=file_name,
-        file_path=file_path,
-        file_size=file_size,
-        file_format=file_format.lower(),
-        checksum=checksum.lower() if checksum is not None else None,
-        mime_type=mime_type,
-        metadata_=dict(metadata) if metadata is not None else {},
-    )
+) -> dict[str, Any]:
+    """The values of a ``pending`` file row, by attribute name (status, stage and times take
+    their database defaults)."""
+    return {
+        "user_id": user_id,
+        "file_name": file_name,
+        "file_path": file_path,
+        "file_size": file_size,
+        "file_format": file_format.lower(),
+        "checksum": checksum.lower() if checksum is not None else None,
+        "mime_type": mime_type,
+        "metadata_": dict(metadata) if metadata is not None else {},
+    }
 
 
-def add_uploads(session: Session, rows: Sequence[AudioFile]) -> None:
-    """Insert ``rows`` (from :func:`new_upload`) with the upload marked complete, in two
-    statements for the whole batch: the ORM sends one multi-row ``INSERT … RETURNING`` for
-    rows of one mapper, and one ``UPDATE`` sets ``upload_completed_at`` to the
-    (transaction-time) ``upload_started_at`` the INSERT gave them."""
+def add_uploads(session: Session, rows: Sequence[dict[str, Any]]) -> list[uuid.UUID]:
+    """Insert ``rows`` (from :func:`upload_values`), the uploads marked complete, in one
+    round trip for the batch; their ids, in order.
+
+    Not ``session.add_all`` and not ``RETURNING`` the server-made ids: with a server-generated
+    random key SQLAlchemy cannot match returned rows to parameter sets, so both send one
+    INSERT per row (200 round trips for 200 files, measured). The ids are made here instead
+    (random UUIDs, as the column default makes them), so the batch is one ``executemany``.
+    ``upload_completed_at`` is ``now()``, the transaction's time, which is what the
+    ``upload_started_at`` default gives too.
+    """
     if not rows:
-        return
-    session.add_all(rows)
-    session.flush()
-    session.execute(
-        update(AudioFile)
-        .where(AudioFile.id.in_([row.id for row in rows]))
-        .values(upload_completed_at=AudioFile.upload_started_at)
-        .execution_options(synchronize_session=False)
-    )
-    for row in rows:  # the UPDATE bypassed the identity map: read the value again when used
-        session.expire(row, ["upload_completed_at"])
+        return []
+    with_ids = [{**row, "id": uuid.uuid4()} for row in rows]
+    session.execute(insert(AudioFile).values(upload_completed_at=func.now()), with_ids)
+    return [row["id"] for row in with_ids]
 
 
 def record_upload(
@@ -73,15 +72,17 @@ def record_upload(
     metadata: dict[str, Any] | None = None,
 ) -> AudioFile:
     """Insert a ``pending`` file row (status, stage and times take their database defaults)."""
-    row = new_upload(
-        user_id=user_id,
-        file_name=file_name,
-        file_path=file_path,
-        file_size=file_size,
-        file_format=file_format,
-        checksum=checksum,
-        mime_type=mime_type,
-        metadata=metadata,
+    row = AudioFile(
+        **upload_values(
+            user_id=user_id,
+            file_name=file_name,
+            file_path=file_path,
+            file_size=file_size,
+            file_format=file_format,
+            checksum=checksum,
+            mime_type=mime_type,
+            metadata=metadata,
+        )
     )
     session.add(row)
     session.flush()

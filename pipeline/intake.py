@@ -14,12 +14,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
 from db import files as files_db
-from db.models import AudioFile
 from pipeline import storage
 from pipeline.audio.formats import format_from_extension, supported_extensions
 from pipeline.errors import UnsupportedAudio
@@ -124,7 +123,7 @@ def record_staged(
             sums = sorted({item.stored.sha256.lower() for item in batch})
             for found in files_db.find_duplicates(session, user_id, sums):
                 earliest.setdefault(found.checksum or "", (found.id, found.file_name))
-        new_rows: list[tuple[int, AudioFile]] = []
+        new_rows: list[tuple[int, dict[str, Any]]] = []
         in_batch_dups: list[tuple[int, int]] = []  # (index, index of the upload it repeats)
         in_batch: dict[str, int] = {}  # checksum -> index of the batch's upload that makes a row
         for index, item in enumerate(batch):
@@ -144,7 +143,7 @@ def record_staged(
                 metadata["source_path"] = item.source_path
             if options is not None and options.stored():
                 metadata["options"] = options.stored()
-            row = files_db.new_upload(
+            row = files_db.upload_values(
                 user_id=user_id,
                 file_name=item.file_name,
                 file_path=item.stored.ref,
@@ -154,9 +153,9 @@ def record_staged(
                 metadata=metadata,
             )
             new_rows.append((index, row))
-        files_db.add_uploads(session, [row for _, row in new_rows])
-        for index, row in new_rows:
-            results[index] = Recorded(row.id, row.file_name, None, row.file_path)
+        ids = files_db.add_uploads(session, [row for _, row in new_rows])
+        for (index, row), file_id in zip(new_rows, ids, strict=True):
+            results[index] = Recorded(file_id, row["file_name"], None, row["file_path"])
         for index, first in in_batch_dups:
             made = results[first]
             assert made is not None

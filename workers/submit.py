@@ -164,6 +164,7 @@ def _submit_batch(
 ) -> list[SubmitResult]:
     """Store each upload, record the batch in one transaction, then send its messages."""
     settings = settings or get_settings()
+    _ingest_task()  # imported before the commit, so the messages follow it without delay
     if transaction is None:
         transaction = partial(unit_of_work, get_engine(settings.sqlalchemy_url()))
 
@@ -237,6 +238,16 @@ def send_ingest(file_id: uuid.UUID) -> bool:
     return file_id in send_ingest_many([file_id])
 
 
+def _ingest_task() -> Any:
+    """The ``ingest`` task (importing it loads the Celery app and every task module: seconds
+    on a loaded machine). Its import must not sit between a batch's commit and its messages:
+    a row left without a message for the recovery sweep's settle time
+    (``TELEAI_QUEUED_GRACE_SECONDS``) is sent by the sweep as well."""
+    from workers.tasks import ingest
+
+    return ingest
+
+
 def send_ingest_many(file_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """Send the ingest messages of ``file_ids`` over one broker connection; the ids whose
     message went out (the rest, logged, are left to the recovery sweep: their rows are
@@ -244,8 +255,7 @@ def send_ingest_many(file_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     from kombu.exceptions import OperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from workers.tasks import ingest
-
+    ingest = _ingest_task()
     sent: set[uuid.UUID] = set()
     if not file_ids:
         return sent
