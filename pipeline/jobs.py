@@ -101,10 +101,14 @@ def _fenced(claim_: Claim) -> Any:
     )
 
 
-def _merge_timings(timings: dict[str, float]) -> Any:
-    """``metadata`` with ``timings`` merged into its ``stage_seconds`` object."""
+def _merge_timings(timings: dict[str, float], extra: dict[str, Any] | None = None) -> Any:
+    """``metadata`` with ``extra``'s top-level keys set and ``timings`` merged into its
+    ``stage_seconds`` object, as one SQL expression (no read of the row first)."""
     rounded = {name: round(seconds, 4) for name, seconds in timings.items()}
-    return AudioFile.metadata_.op("||")(
+    base: Any = AudioFile.metadata_
+    if extra:
+        base = base.op("||")(literal(extra, JSONB))
+    return base.op("||")(
         func.jsonb_build_object(
             "stage_seconds",
             func.coalesce(AudioFile.metadata_.op("->")("stage_seconds"), text("'{}'::jsonb")).op(
@@ -137,8 +141,14 @@ def advance(
     *,
     timings: dict[str, float],
     values: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> bool:
-    """Hand the file to ``next_stage`` (queued, fresh attempts); False if the claim was lost."""
+    """Hand the file to ``next_stage`` (queued, fresh attempts), setting ``values`` and the
+    top-level ``metadata`` keys in the same fenced UPDATE; False if the claim was lost.
+
+    One statement checks the fence, writes the stage's results and hands over, so a stage
+    that writes only the file's own row (ingest) commits in one round trip; the row lock the
+    UPDATE takes serialises it with :func:`supersede` as :func:`still_holds` would."""
     result = session.execute(
         update(AudioFile)
         .where(_fenced(claim_))
@@ -146,7 +156,7 @@ def advance(
             stage=next_stage.value,
             attempts=0,
             lease_expires_at=None,
-            metadata_=_merge_timings(timings),
+            metadata_=_merge_timings(timings, metadata),
             **(values or {}),
         )
     )

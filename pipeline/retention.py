@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from db.models import AudioFile
 from pipeline import storage
 from pipeline.errors import StorageMisconfigured, TransientError
+from pipeline.limits import longest_task_seconds
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,7 @@ def purge_deleted(uow: UnitOfWork, settings: Settings, *, limit: int = BATCH) ->
                 continue
             session.execute(_MARK, {"id": file_id, "outcome": outcome})
             counts[outcome] += 1
-    swept = storage.sweep_temp(settings, older_than_seconds=2.0 * settings.task_time_limit)
+    swept = storage.sweep_temp(settings, older_than_seconds=2.0 * longest_task_seconds(settings))
     result = Purged(**counts, temp_swept=swept)
     if due or swept:
         log.info("retention_purge", retention_days=settings.retention_days, **result.as_dict())

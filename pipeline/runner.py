@@ -126,11 +126,20 @@ def _named_as(stored_name: str, original_name: str) -> Iterator[None]:
         raise type(error)(error.message.replace(stored_name, original_name)) from error
 
 
-def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
-    """Validate by content and probe metadata; True when the file moved on to transcription."""
+@dataclass(frozen=True)
+class Ingested:
+    """A file the ingest stage handed to transcription, and its (decoded) duration: the
+    transcription task's time limit follows it (:mod:`pipeline.limits`)."""
+
+    duration_seconds: float
+
+
+def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> Ingested | None:
+    """Validate by content and probe metadata; :class:`Ingested` when the file moved on to
+    transcription, None when there was nothing to do (claimed elsewhere, done, fenced out)."""
     claim = _claim(uow, file_id, Stage.INGEST, settings)
     if claim is None:
-        return False
+        return None
     timings: dict[str, float] = {}
     fetch_started = time.perf_counter()
     with (
@@ -155,17 +164,15 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> bool:
         "bitrate": info.bitrate,
         "codec": info.codec,
     }
-    with uow() as session:
-        row = session.get(AudioFile, file_id, with_for_update=True)
-        if row is None or not jobs.still_holds(session, claim):
-            return False
-        row.metadata_ = {
-            **row.metadata_,
-            "probe": {"probed_with": info.probed_with, **info.extra},
-            **({"declared_format": claim.file_format} if claim.file_format != real_format else {}),
-        }
-        session.flush()
-        return jobs.advance(session, claim, Stage.TRANSCRIBE, timings=timings, values=values)
+    metadata: dict[str, Any] = {
+        "probe": {"probed_with": info.probed_with, **info.extra},
+        **({"declared_format": claim.file_format} if claim.file_format != real_format else {}),
+    }
+    with uow() as session:  # one fenced UPDATE: results and hand-over (see jobs.advance)
+        moved_on = jobs.advance(
+            session, claim, Stage.TRANSCRIBE, timings=timings, values=values, metadata=metadata
+        )
+    return Ingested(info.duration_seconds) if moved_on else None
 
 
 def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> uuid.UUID | None:

@@ -223,6 +223,15 @@ class Settings(BaseSettings):
     )
     session_ttl_hours: float = Field(24.0, gt=0, description="Absolute lifetime of a login.")
     task_time_limit: int = Field(1800, ge=10, description="Hard time limit of one task (s).")
+    task_time_per_audio_second: float = Field(
+        0.5,
+        ge=0,
+        description=(
+            "A transcription task's hard limit is TELEAI_TASK_TIME_LIMIT plus this many seconds "
+            "per audio second: a four-hour call gets 1800 + 7200 s, enough at 2x real time "
+            "(a two-core worker measured 2.3x under heavy load, 11x quiet; pipeline/limits.py)."
+        ),
+    )
     visibility_timeout: int = Field(
         3600, ge=60, description="Redis visibility timeout; must exceed task_time_limit."
     )

@@ -15,6 +15,7 @@ import structlog
 
 from db.engine import get_engine, unit_of_work
 from pipeline import runner
+from pipeline.limits import transcribe_time_limits
 from pipeline.settings import get_settings
 from workers.app import app
 from workers.retry import PipelineTask
@@ -29,10 +30,12 @@ def _uow() -> runner.UnitOfWork:
 
 @app.task(base=PipelineTask, name="teleai.ingest")
 def ingest(file_id: str) -> dict[str, Any]:
-    moved_on = runner.run_ingest(_uow(), uuid.UUID(file_id), get_settings())
-    if moved_on:
-        transcribe.delay(file_id)
-    return {"file_id": file_id, "next": "transcribe" if moved_on else None}
+    settings = get_settings()
+    ingested = runner.run_ingest(_uow(), uuid.UUID(file_id), settings)
+    if ingested is not None:  # the time limit grows with the file's length (pipeline.limits)
+        limits = transcribe_time_limits(ingested.duration_seconds, settings)
+        transcribe.apply_async((file_id,), **limits)
+    return {"file_id": file_id, "next": "transcribe" if ingested else None}
 
 
 @app.task(base=PipelineTask, name="teleai.transcribe")

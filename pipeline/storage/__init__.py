@@ -105,8 +105,8 @@ def delete(ref: str, settings: Settings) -> bool:
 def sweep_temp(settings: Settings, *, older_than_seconds: float) -> int:
     """Remove temporary copies left by workers that were killed mid-task; returns how many.
 
-    A live copy never outlives its task (``TELEAI_TASK_TIME_LIMIT``), so anything older than
-    that is an orphan.
+    A live copy never outlives its task (whose limit grows with the file's length, at most
+    :func:`pipeline.limits.longest_task_seconds`), so anything older than that is an orphan.
     """
     root = temp_root(settings)
     if not root.is_dir():
