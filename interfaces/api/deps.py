@@ -8,10 +8,11 @@ hash, so row-level security applies as that user and a compromised API process s
 valid credential per user.
 
 :func:`caller` opens the request's transaction, resolves the credential in it (kind, user, role,
-scope), enforces the idle timeout and the per-key rate limit, and hands the handler a
-:class:`Caller` whose ``session`` is that transaction: reads need no second round of BEGIN and
-credential. It commits after the handler returned and *before* the response is sent
-(``Depends(scope="function")``), so a failed commit is the client's error, never a lie.
+scope; the database refuses idle, expired and revoked ones), enforces the per-key rate limit,
+and hands the handler a :class:`Caller` whose ``session`` is that transaction: reads need no
+second round of BEGIN and credential. It commits after the handler returned and *before* the
+response is sent (``Depends(scope="function")``), so a failed commit is the client's error,
+never a lie.
 :func:`unit` is that same transaction while the request lasts (one connection per request);
 handlers that must commit before doing something else call ``who.session.commit()``.
 """
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Final, Literal
@@ -125,7 +126,13 @@ TOUCH_INTERVAL = dt.timedelta(minutes=1)
 
 def _resolve_in(session: Session, credential: str) -> Caller | None:
     """The live principal of ``credential`` in the session's transaction (touching its last use
-    at most once a minute), or None."""
+    at most once a minute), or None.
+
+    Whether the credential is live (not revoked, not expired, a session not idle past the
+    timeout it was opened with) and its scope are the database's answer (migration 009): the
+    scope checks of :func:`needs` only give the clearer 403; the policies refuse a write by a
+    read-only credential whatever this process does.
+    """
     # app_authenticate = act_with(credential) + app_whoami(), one round trip (migration 005).
     row = (
         session.execute(text("SELECT * FROM app_authenticate(:c)"), {"c": credential})
@@ -133,11 +140,10 @@ def _resolve_in(session: Session, credential: str) -> Caller | None:
         .one_or_none()
     )
     if row is None or row["user_id"] is None:
+        # Unknown, revoked, expired or (sessions) idle past their timeout: the database's
+        # answer (migrations 005 and 009), not a check made here.
         return None
-    idle = dt.timedelta(minutes=get_api_settings().session_idle_minutes)
     last_used = row["last_used_at"]
-    if row["kind"] == "session" and last_used < row["now"] - idle:
-        return None
     if last_used is None or last_used < row["now"] - TOUCH_INTERVAL:
         session.execute(text("SELECT app_touch_credential()"))
     return Caller(
@@ -243,3 +249,29 @@ def unit(who: Caller) -> Iterator[Session]:
         return
     with access.acting_with(app_engine(), who.credential) as session:
         yield session
+
+
+def recording(who: Caller) -> Callable[[], AbstractContextManager[Session]]:
+    """The transactions :func:`workers.submit.submit` records an upload in, as the caller.
+
+    Since migration 009 the application role inserts files itself, under a policy that makes
+    the acting user (derived from the credential) the owner: an upload needs its owner's
+    credential. Each transaction is the request's own session, committed when the block ends
+    (submit sends the ingest message only after the row is committed), so a request holds one
+    connection; outside a request (no open session) a unit of work of its own.
+    """
+
+    @contextmanager
+    def transaction() -> Iterator[Session]:
+        if who.session is None:
+            with access.acting_with(app_engine(), who.credential) as session:
+                yield session
+            return
+        try:
+            yield who.session
+            who.session.commit()
+        except BaseException:
+            who.session.rollback()
+            raise
+
+    return transaction

@@ -53,7 +53,12 @@ class ApiSettings(BaseSettings):
     )
     rate_limit_burst: int = Field(100, ge=1, description="Token-bucket size per API key.")
     sse_poll_seconds: float = Field(
-        1.0, gt=0, description="How often the live-status streams read the database."
+        15.0,
+        gt=0,
+        description=(
+            "The live-status streams wake on PostgreSQL notifications (LISTEN/NOTIFY, migration "
+            "009); this is their fallback: they also re-read the database this often."
+        ),
     )
     trust_forwarded_for: bool = Field(
         False,

@@ -5,10 +5,11 @@ as it arrives (``TELEAI_API_UPLOAD_CHUNK_BYTES`` at a time, the writes off the e
 multipart body is parsed as a stream by Starlette / python-multipart, which spools the file part
 to disk past 1 MiB. The size limit is enforced while bytes arrive (:mod:`interfaces.api.bodylimit`).
 The temporary file is then handed to :func:`workers.submit.submit` as a stream, exactly as the CLI
-submits. Since migration 004 the application role may not insert files: new files come in through
-intake (``TELEAI_DATABASE_URL`` of the API process is a ``teleai_intake`` login in production, as
-for the drop folder), so whether the caller may own files is decided here from the role the
-database reported for the credential (the roles 002 lets own files: analyst, manager, admin).
+submits, and its row is recorded as the application role acting with the caller's credential
+(:func:`interfaces.api.deps.recording`): since migration 009 the database makes the acting user
+the owner and refuses roles that may not own files (viewers) and read-only keys, so a process
+without the caller's credential cannot create a file for them. The role check here only gives
+the clearer 403 before a byte is read.
 Temporary files live in ``TMPDIR`` and are removed when the request ends, whatever happened.
 """
 
@@ -22,7 +23,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from interfaces.api.deps import Caller
+from interfaces.api.deps import Caller, recording
 from interfaces.api.errors import ApiError
 from interfaces.api.settings import get_api_settings
 from pipeline.options import InvalidOptions, JobOptions, parse_options
@@ -30,7 +31,7 @@ from workers.submit import Outcome, SubmitResult, submit
 
 RAW_TYPES = ("application/octet-stream", "audio/", "video/webm", "video/mp4", "video/ogg")
 MAX_FORM_FIELDS = 20
-# The roles whose own files the policies of 002 let them create (viewers only read).
+# The roles whose own files the policies of 002 and 009 let them create (viewers only read).
 UPLOADERS = frozenset({"admin", "manager", "analyst"})
 
 
@@ -98,8 +99,16 @@ def file_name_from(request: Request, given: str | None) -> str | None:
 def run_submit(
     who: Caller, stream: IO[bytes], *, file_name: str, options: JobOptions, force: bool
 ) -> SubmitResult:
-    """:func:`workers.submit.submit` for the caller, who owns the new file."""
-    return submit(stream, owner_id=who.user_id, file_name=file_name, options=options, force=force)
+    """:func:`workers.submit.submit` for the caller, who owns the new file: recorded as the
+    application role acting with the caller's credential (migration 009)."""
+    return submit(
+        stream,
+        owner_id=who.user_id,
+        file_name=file_name,
+        options=options,
+        force=force,
+        transaction=recording(who),
+    )
 
 
 async def receive_upload(

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from db.transcripts import MAX_SEARCH_RESULTS
 from interfaces.cli.common import app, check_services, die, jsonable, out, parse_id, shown, uow
 from interfaces.cli.files import file_report
 from pipeline.export import EXPORT_FORMATS, render
@@ -52,7 +53,7 @@ def export(
 @app.command()
 def search(
     words: Annotated[str, typer.Argument(help='Web-search syntax: words, "a phrase", -not, or.')],
-    limit: Annotated[int, typer.Option(min=1, max=500, help="Most results.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_SEARCH_RESULTS, help="Most results.")] = 20,
     user: Annotated[str | None, typer.Option(help="Only this owner's files.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:

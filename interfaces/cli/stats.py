@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
@@ -13,6 +14,11 @@ from rich.table import Table
 
 from interfaces.cli.common import app, check_services, out, uow
 from pipeline.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from interfaces.metrics import PipelineCollector
 
 
 def _workers(timeout: float) -> list[dict[str, Any]]:
@@ -31,20 +37,34 @@ def _workers(timeout: float) -> list[dict[str, Any]]:
     ]
 
 
-def collect_stats(*, inspect_timeout: float = 1.0) -> dict[str, Any]:
-    """One snapshot: the spec's queue query, the metrics collector's numbers, live workers."""
+def collect_stats(
+    *, inspect_timeout: float = 1.0, session: Session | None = None
+) -> dict[str, Any]:
+    """One snapshot: the spec's queue query, the metrics collector's numbers, live workers.
+
+    ``session``: read PostgreSQL in that transaction instead of as this process's own login.
+    The HTTP API passes the caller's (``teleai_app`` acting with the caller's credential), so
+    row-level security decides which files the numbers count (staff roles: every file; soft-
+    deleted ones only for admins), not the API process's privileges.
+    """
     from db.monitoring import processing_queue
     from interfaces.metrics import PipelineCollector
     from workers.celeryconfig import QUEUES
 
     settings = get_settings()
-    with uow() as session:
-        queue_rows = processing_queue(session)
     collector = PipelineCollector(
         settings.sqlalchemy_url(), settings.broker_url.get_secret_value(), QUEUES
     )
+    families: list[Any]
+    if session is None:
+        with uow() as own:
+            queue_rows = processing_queue(own)
+        families = list(collector.collect())
+    else:
+        queue_rows = processing_queue(session)
+        families = list(_collect_in(collector, session))
     metrics: dict[str, dict[str, float]] = {}
-    for family in collector.collect():
+    for family in families:
         for sample in family.samples:
             if sample.name.endswith(("_bucket", "_gcount", "_gsum")):
                 continue
@@ -65,6 +85,28 @@ def collect_stats(*, inspect_timeout: float = 1.0) -> dict[str, Any]:
         "sources_up": metrics.get("teleai_up", {}),
         "workers": _workers(inspect_timeout),
     }
+
+
+def _collect_in(collector: PipelineCollector, session: Session) -> Iterator[Any]:
+    """``collector.collect()`` with its PostgreSQL part read in ``session`` (a database error
+    there is the request's error: the caller's transaction cannot go on without it)."""
+    import redis
+    from prometheus_client.core import GaugeMetricFamily
+
+    up = GaugeMetricFamily(
+        "teleai_up", "1 when the source answered this scrape.", labels=["source"]
+    )
+    database = list(collector._database_metrics(session))
+    up.add_metric(["postgresql"], 1)
+    try:
+        broker = list(collector._broker_metrics())
+        up.add_metric(["redis"], 1)
+    except redis.RedisError:
+        broker = []
+        up.add_metric(["redis"], 0)
+    yield up
+    yield from database
+    yield from broker
 
 
 def render_stats(stats: dict[str, Any]) -> Group:

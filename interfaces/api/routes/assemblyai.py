@@ -32,7 +32,15 @@ from interfaces.api.compat import (
     staged_path,
     visible,
 )
-from interfaces.api.deps import UNAUTHENTICATED, Caller, Reader, Writer, credential_from, unit
+from interfaces.api.deps import (
+    UNAUTHENTICATED,
+    Caller,
+    Reader,
+    Writer,
+    credential_from,
+    recording,
+    unit,
+)
 from interfaces.api.errors import ApiError
 from interfaces.api.fastread import TRANSCRIPT_READ, read_status, transcript_parts
 from interfaces.api.uploads import UPLOADERS
@@ -88,6 +96,7 @@ def _submit_staged(who: Caller, body: dict[str, Any]) -> uuid.UUID:
         file_name=f"upload-{path.name[:8]}.{sniffed.format}",
         options=options,
         force=True,  # as with AssemblyAI, every request is a new transcript
+        transaction=recording(who),
     )
     if result.outcome is Outcome.REFUSED or result.file_id is None:
         raise ApiError(400, result.reason or "the upload was refused")

@@ -24,6 +24,7 @@ from interfaces.api import views
 from interfaces.api.deps import CallerDep, Reader, app_engine, client_address
 from interfaces.api.errors import ApiError, not_found
 from interfaces.api.limits import check_login_allowed, clear_login_failures, record_login_failure
+from interfaces.api.settings import get_api_settings
 from pipeline.settings import get_settings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -67,6 +68,7 @@ def login(body: Login, request: Request) -> dict[str, Any]:
             ip_address=address,
             user_agent=request.headers.get("user-agent"),
             ttl_seconds=_ttl().total_seconds(),
+            idle_seconds=get_api_settings().session_idle_minutes * 60,
         )
     if opened is None:
         record_login_failure(body.login, address)

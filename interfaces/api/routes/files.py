@@ -415,5 +415,7 @@ def stats(who: Reader) -> dict[str, Any]:
         raise ApiError(403, "queue statistics cover every user's files: staff roles only")
     from interfaces.cli.stats import collect_stats
 
-    result: dict[str, Any] = collect_stats()
+    # In the caller's transaction: the policies decide which files count (staff see every file,
+    # admins the soft-deleted ones too), not this process's login.
+    result: dict[str, Any] = collect_stats(session=who.session)
     return result

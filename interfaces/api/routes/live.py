@@ -1,14 +1,16 @@
 """Native API: live status as Server-Sent Events, per file and for the caller's queue.
 
-The streams poll PostgreSQL (``TELEAI_API_SSE_POLL_SECONDS``) as the caller, through the same
-policies as every other read, and send an event only when something changed. Polling rather
-than LISTEN/NOTIFY keeps the workers untouched and costs one indexed read per stream and
-interval. A stream re-checks the credential on every poll: a revoked token or key ends it.
+The streams wake on PostgreSQL notifications (:mod:`interfaces.api.notify`: migration 009's
+trigger NOTIFYs a file's id when its status, stage or deletion changes, at commit), re-read the
+row as the caller, through the same policies as every other read, and send an event only when
+something changed. Workers write nothing extra: the trigger sits on the row they update anyway.
+Without a notification a stream still re-reads every ``TELEAI_API_SSE_POLL_SECONDS`` (the
+fallback: a lost listener connection, a change the trigger does not signal). A stream re-checks
+the credential on every read: a revoked token or key ends it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -22,14 +24,19 @@ from starlette.concurrency import run_in_threadpool
 
 from db.models import AudioFile, FileStatus
 from interfaces.api import views
-from interfaces.api.deps import Caller, Reader, resolve, unit
+from interfaces.api.deps import Caller, Reader, app_engine, resolve, unit
 from interfaces.api.errors import not_found
+from interfaces.api.notify import StatusListener, get_listener, wait_for
 from interfaces.api.settings import get_api_settings
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
 
 TERMINAL = frozenset({FileStatus.COMPLETED.value, FileStatus.FAILED.value})
 QUEUE_BATCH = 200
+
+
+def _listener() -> StatusListener:
+    return get_listener(app_engine().url.render_as_string(hide_password=False))
 
 
 def _state(row: AudioFile | None) -> dict[str, Any] | None:
@@ -62,18 +69,22 @@ async def file_events(who: Reader, file_id: uuid.UUID, request: Request) -> Even
     async def stream() -> AsyncIterator[dict[str, str]]:
         state: dict[str, Any] | None = first
         sent: tuple[Any, ...] | None = None
-        while state is not None:
-            key = (state["status"], state["stage"], state["updated_at"])
-            if key != sent:
-                sent = key
-                yield {"event": "status", "id": state["updated_at"], "data": json.dumps(state)}
-            if state["status"] in TERMINAL:
-                yield {"event": "end", "data": json.dumps({"status": state["status"]})}
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(poll)
-            state = await run_in_threadpool(_file_state, who, file_id)
+        with _listener().waiting(file_id) as waiter:
+            if state is not None and state["status"] not in TERMINAL:
+                # A change between the first read and the waiter's registration is not missed.
+                state = await run_in_threadpool(_file_state, who, file_id)
+            while state is not None:
+                key = (state["status"], state["stage"], state["updated_at"])
+                if key != sent:
+                    sent = key
+                    yield {"event": "status", "id": state["updated_at"], "data": json.dumps(state)}
+                if state["status"] in TERMINAL:
+                    yield {"event": "end", "data": json.dumps({"status": state["status"]})}
+                    return
+                if await request.is_disconnected():
+                    return
+                await wait_for(waiter, poll)
+                state = await run_in_threadpool(_file_state, who, file_id)
         yield {"event": "end", "data": json.dumps({"status": "gone"})}
 
     return EventSourceResponse(stream(), ping=15)
@@ -99,16 +110,24 @@ async def queue_events(who: Reader, request: Request) -> EventSourceResponse:
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         nonlocal since
-        while not await request.is_disconnected():
-            changes = await run_in_threadpool(_queue_changes, who, since)
-            if changes is None:
-                yield {"event": "end", "data": json.dumps({"reason": "credential no longer live"})}
-                return
-            for change in changes:
-                yield {"event": "status", "id": change["updated_at"], "data": json.dumps(change)}
-            if changes:
-                since = dt.datetime.fromisoformat(changes[-1]["updated_at"])
-            if len(changes) < QUEUE_BATCH:
-                await asyncio.sleep(poll)
+        # Woken by a change of any file (the payload does not say whose): one indexed read of
+        # the caller's own changed rows tells.
+        with _listener().waiting(None) as waiter:
+            while not await request.is_disconnected():
+                changes = await run_in_threadpool(_queue_changes, who, since)
+                if changes is None:
+                    reason = {"reason": "credential no longer live"}
+                    yield {"event": "end", "data": json.dumps(reason)}
+                    return
+                for change in changes:
+                    yield {
+                        "event": "status",
+                        "id": change["updated_at"],
+                        "data": json.dumps(change),
+                    }
+                if changes:
+                    since = dt.datetime.fromisoformat(changes[-1]["updated_at"])
+                if len(changes) < QUEUE_BATCH:
+                    await wait_for(waiter, poll)
 
     return EventSourceResponse(stream(), ping=15)

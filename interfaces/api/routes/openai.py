@@ -35,7 +35,7 @@ from interfaces.api.compat import (
     read_file,
     words_of,
 )
-from interfaces.api.deps import Caller, Writer, unit
+from interfaces.api.deps import Caller, Writer, recording, unit
 from interfaces.api.errors import ApiError
 from interfaces.api.uploads import UPLOADERS
 from pipeline.export import to_srt, to_vtt
@@ -79,7 +79,13 @@ def _submit(who: Caller, upload: UploadFile, options: dict[str, Any]) -> uuid.UU
     except InvalidOptions as error:
         raise ApiError(400, error.message) from None
     name = upload.filename or "audio"
-    result = submit(upload.file, owner_id=who.user_id, file_name=name, options=parsed)
+    result = submit(
+        upload.file,
+        owner_id=who.user_id,
+        file_name=name,
+        options=parsed,
+        transaction=recording(who),
+    )
     if result.outcome is Outcome.REFUSED or result.file_id is None:
         raise ApiError(400, result.reason or "the upload was refused")
     return result.file_id
