@@ -23,14 +23,19 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.context import Context
 from bench.corpus import STANDARD, CorpusFile, Recipe, ensure_file
 from bench.results import Section, Table, Target
 from bench.wer import word_error_rate
+from pipeline.transcription.base import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from pipeline.audio.decode import Window
 
 RECIPES = {
     "30s": Recipe("30s", 30.0, 31),
@@ -51,6 +56,7 @@ PEAK_TARGET_MIB = 1536.0  # issue 16: <= 1.5 GB on a four-hour file
 FLAT_BOUND_MIB = 100.0  # growth of the peak from the shortest to the longest file
 WER_BOUND_POINTS = 0.5
 CHILD_TIMEOUT_S = 3 * 3600
+PROGRESS_ENV = "BENCH_LONGFILE_PROGRESS"
 REPEATS = 3  # the machine is shared: one run of each is at the mercy of other jobs
 
 
@@ -89,6 +95,40 @@ def _vm_hwm_mib() -> float:
     return float("nan")
 
 
+class Progress:
+    """One JSON line per finished window (audio seconds done, wall time, peak so far) appended
+    to the file named by ``BENCH_LONGFILE_PROGRESS``: a run stopped before the end (the
+    four-hour row takes hours on two cores) still says how far it got and what the peak was
+    up to there. Without the variable it does nothing."""
+
+    def __init__(self, path: str | None, started: float, warm_peak_mib: float) -> None:
+        self.path = Path(path) if path else None
+        self.started = started
+        self.warm = warm_peak_mib
+        self.windows = 0
+        self.audio_end = 0.0
+
+    def track(self, windows: Iterator[Window]) -> Iterator[Window]:
+        for window in windows:
+            self.audio_end = window.start + len(window.samples) / SAMPLE_RATE
+            yield window
+
+    def window_done(self) -> None:
+        self.windows += 1
+        if self.path is None:
+            return
+        line = {
+            "windows": self.windows,
+            "audio_seconds": round(self.audio_end, 3),
+            "seconds": round(time.perf_counter() - self.started, 2),
+            "warm_peak_mib": round(self.warm, 1),
+            "peak_mib": round(_vm_hwm_mib(), 1),
+            "load": os.getloadavg()[0],
+        }
+        with self.path.open("a") as out:
+            out.write(json.dumps(line) + "\n")
+
+
 def child_main(path: Path, mode: str, batched: bool, window: float, threads: int) -> None:
     """The measured process: model load and warm-up as a worker, then one file."""
     import numpy as np
@@ -107,15 +147,19 @@ def child_main(path: Path, mode: str, batched: bool, window: float, threads: int
         transcript = transcriber.transcribe(decode_to_16k_mono(path), language="en")
         windows = 1
     else:
+        progress = Progress(os.environ.get(PROGRESS_ENV), started, warm)
         transcript = transcribe_windows(
             transcriber,
-            decode_windows(
-                path,
-                window_seconds=settings.transcribe_window_seconds,
-                max_seconds=settings.max_duration_seconds,
+            progress.track(
+                decode_windows(
+                    path,
+                    window_seconds=settings.transcribe_window_seconds,
+                    max_seconds=settings.max_duration_seconds,
+                )
             ),
             language="en",
             batched=batched,
+            between=progress.window_done,
         )
         windows = int(str(transcript.parameters["windows"]))
     seconds = time.perf_counter() - started
@@ -132,19 +176,31 @@ def child_main(path: Path, mode: str, batched: bool, window: float, threads: int
 
 
 def _run_child(
-    ctx: Context, file: CorpusFile, mode: str, *, batched: bool, window: float
+    ctx: Context,
+    file: CorpusFile,
+    mode: str,
+    *,
+    batched: bool,
+    window: float,
+    progress: Path | None = None,
+    timeout: float = CHILD_TIMEOUT_S,
 ) -> ChildRun:
+    """``file`` through ``mode`` in a fresh child; ``progress`` collects its per-window lines
+    (:class:`Progress`); ``subprocess.TimeoutExpired`` after ``timeout`` s (child killed)."""
     command = [
         sys.executable, "-m", "bench.longfile", str(file.path), mode,
         "batched" if batched else "sequential", str(window), str(ctx.threads),
     ]  # fmt: skip
+    env = {**os.environ, "TELEAI_LOG_LEVEL": "WARNING"}
+    if progress is not None:
+        env[PROGRESS_ENV] = str(progress)
     done = subprocess.run(
         command,
         capture_output=True,
         text=True,
-        timeout=CHILD_TIMEOUT_S,
+        timeout=timeout,
         check=False,
-        env={**os.environ, "TELEAI_LOG_LEVEL": "WARNING"},
+        env=env,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:

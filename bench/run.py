@@ -41,9 +41,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "quality": ("bench.quality", "WER per engine/model and of the re-transcription path"),
     "callaudio": ("bench.callaudio", "DER, WER per language, vocabulary hits, split vs mixed"),
     "scaling": ("bench.scaling", "1 vs N transcribe processes on a backlog; cold start"),
+    "coldstart": ("bench.coldstart", "cold start alone: worker launch -> first file done, median"),
     "ingest": ("bench.ingest", "files/s through submit + ingest alone"),
     "memory": ("bench.memory", "worker RSS after load and after many tasks; peak"),
     "longfile": ("bench.longfile", "peak RSS by file length, windowed WER, batched threshold"),
+    "longfile4h": ("bench.fourhours", "peak RSS on a four-hour file (hours; only on request)"),
     "db": ("bench.database", "queries and plans on a database filled to scale"),
     "api": ("bench.api", "HTTP API: status reads at scale, 200 uploads at once, a 500 MB upload"),
 }
@@ -62,11 +64,16 @@ class Options:
     work_dir: Path = VAR_DIR
 
 
+# Run only when named in ``--only``: hours of both cores (the four-hour file), or a row that a
+# full run measures already (the cold start, repeated).
+ON_REQUEST = frozenset({"longfile4h", "coldstart"})
+
+
 def selected(only: tuple[str, ...]) -> list[str]:
     unknown = [name for name in only if name not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
-    return [name for name in BENCHMARKS if not only or name in only]
+    return [name for name in BENCHMARKS if name in only or (not only and name not in ON_REQUEST)]
 
 
 def _runner(name: str) -> Callable[[Context], Section]:

@@ -37,7 +37,8 @@ def bench(
     only: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated: overhead,engines,rtf,quality,scaling,ingest,memory,longfile,db."
+            help="Comma-separated: overhead,engines,rtf,quality,scaling,ingest,memory,longfile,db;"
+            " longfile4h (the four-hour file: hours) runs only when named."
         ),
     ] = None,
     results_dir: Annotated[
