@@ -29,7 +29,7 @@ from db.auth_sessions import token_hash
 from db.engine import libpq_url, unit_of_work
 from db.migrate import downgrade, upgrade
 from db.models import User
-from db.transcripts import search_transcripts
+from db.transcripts import MAX_SEARCH_RESULTS, search_transcripts
 from tests.conftest import DatabaseFactory, PgAdmin
 from tests.db.app_roles import login_role
 from tests.db.factories import PASSWORD, make_file, make_transcription, make_user
@@ -386,3 +386,28 @@ def test_009_up_down_up_restores_008_exactly(empty_database_url: str) -> None:
     assert downgrade(empty_database_url, target="008") == ["009"]
     assert full_snapshot(empty_database_url) == after_008
     assert upgrade(empty_database_url, target="009") == ["009"]
+
+
+# --- teleai search --limit ------------------------------------------------------------------
+
+
+def test_the_cli_search_limit_is_the_databases(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """``teleai search --limit`` offers what search_latest_transcriptions accepts (1..100):
+    the largest passes through to the database, one more is refused before it is asked."""
+    from interfaces.cli import app
+    from tests.harness import in_process_cli
+
+    monkeypatch.setenv("TELEAI_DATABASE_URL", database_url)
+    with in_process_cli() as runner:
+        most = runner.invoke(app, ["search", "zebra", "--limit", str(MAX_SEARCH_RESULTS)])
+        assert most.exit_code == 0, most.output
+        over = runner.invoke(app, ["search", "zebra", "--limit", str(MAX_SEARCH_RESULTS + 1)])
+    assert over.exit_code == 2 and "--limit" in over.output, over.output
+    engine = create_engine(database_url)
+    try:
+        with pytest.raises(DBAPIError, match="between 1 and 100"), unit_of_work(engine) as s:
+            s.execute(text("SELECT * FROM search_latest_transcriptions('zebra', 101)"))
+    finally:
+        engine.dispose()
