@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,37 @@ def pipeline_env(database_url: str, redis_url: str, storage_dir: Path) -> dict[s
     return env
 
 
+@contextmanager
+def module_pipeline(
+    pg_admin: PgAdmin,
+    template_database: str,
+    broker_url: str,
+    root: Path,
+    kind: str,
+    *,
+    settings: dict[str, str] | None = None,
+    **worker: Any,
+) -> Iterator[Pipeline]:
+    """A database clone and one worker on it (``worker``: :func:`start_worker`'s options),
+    with ``settings`` (``TELEAI_*``) over :func:`pipeline_env`. Afterwards every worker in
+    ``Pipeline.workers`` is stopped, the broker database emptied (no message for this clone's
+    files may reach the next module's worker) and the clone dropped."""
+    name = pg_admin.new_name(kind)
+    database_url = pg_admin.create(name, template=template_database)
+    env = pipeline_env(database_url, broker_url, root / "storage")
+    env.update(settings or {})
+    log_dir = root / "logs"
+    log_dir.mkdir()
+    workers = [start_worker(env, log_dir / "worker.log", **worker)]
+    try:
+        yield Pipeline(database_url, env, root / "storage", workers, log_dir)
+    finally:
+        for proc in workers:
+            stop_worker(proc)
+        redis.Redis.from_url(broker_url).flushdb()
+        pg_admin.drop(name)
+
+
 @pytest.fixture(scope="module")
 def pipeline(
     pg_admin: PgAdmin,
@@ -148,17 +180,6 @@ def pipeline(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
     """One database clone and one worker (2 processes, all queues) for the module."""
-    name = pg_admin.new_name("e2e")
-    database_url = pg_admin.create(name, template=template_database)
     root = tmp_path_factory.mktemp("pipeline")
-    env = pipeline_env(database_url, redis_url, root / "storage")
-    log_dir = root / "logs"
-    log_dir.mkdir()
-    workers = [start_worker(env, log_dir / "worker.log")]
-    try:
-        yield Pipeline(database_url, env, root / "storage", workers, log_dir)
-    finally:
-        for proc in workers:
-            stop_worker(proc)
-        redis.Redis.from_url(redis_url).flushdb()
-        pg_admin.drop(name)
+    with module_pipeline(pg_admin, template_database, redis_url, root, "e2e") as found:
+        yield found

@@ -24,7 +24,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 from celery import Celery
 
 from bench.wer import word_error_rate
@@ -49,13 +48,7 @@ from tests.badinput import (
 )
 from tests.conftest import PgAdmin
 from tests.harness import private_redis
-from tests.integration.conftest import (
-    Pipeline,
-    _teleai,
-    pipeline_env,
-    start_worker,
-    stop_worker,
-)
+from tests.integration.conftest import Pipeline, _teleai, module_pipeline
 from tests.integration.oracle import ANALYSIS_TYPES
 
 MAX_MESSAGE_CHARS = 500
@@ -327,21 +320,14 @@ def limited(
     """An ingest-only worker with ``TELEAI_MAX_DURATION_SECONDS=3``, its own database and Redis
     database: the module worker's environment is fixed, and an over-limit file must fail at
     ingest, before any model sees it."""
-    name = pg_admin.new_name("limited")
-    database_url = pg_admin.create(name, template=template_database)
     root = tmp_path_factory.mktemp("limited")
     broker = redis_url.rsplit("/", 1)[0] + "/1"  # the module's private server, database 1
-    env = pipeline_env(database_url, broker, root / "storage")
-    env["TELEAI_MAX_DURATION_SECONDS"] = "3"
-    log_dir = root / "logs"
-    log_dir.mkdir()
-    proc = start_worker(env, log_dir / "worker.log", queues="ingest", concurrency=1, name="lim")
-    try:
-        yield Pipeline(database_url, env, root / "storage", [proc], log_dir)
-    finally:
-        stop_worker(proc)
-        redis.Redis.from_url(broker).flushdb()
-        pg_admin.drop(name)
+    with module_pipeline(
+        pg_admin, template_database, broker, root, "limited",
+        settings={"TELEAI_MAX_DURATION_SECONDS": "3"},
+        queues="ingest", concurrency=1, name="lim",
+    ) as found:  # fmt: skip
+        yield found
 
 
 @pytest.mark.parametrize("name", SEPARATE_WORKER)

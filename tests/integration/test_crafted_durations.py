@@ -25,13 +25,12 @@ from typing import Any
 
 import psutil
 import pytest
-import redis
 
 from interfaces.speech import ESPEAK_VOICE, ESPEAK_WPM
 from tests.badinput import pool_pids
 from tests.conftest import PgAdmin
 from tests.crafted import flac_with_lying_header, webm_with_lying_duration
-from tests.integration.conftest import Pipeline, pipeline_env, start_worker, stop_worker
+from tests.integration.conftest import Pipeline, module_pipeline
 from tests.integration.test_bad_inputs import assert_readable_failure
 from tests.speech import espeak_wav
 
@@ -50,23 +49,18 @@ def guarded(
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pipeline]:
-    name = pg_admin.new_name("crafted")
-    database_url = pg_admin.create(name, template=template_database)
+    settings = {
+        "TELEAI_MAX_DURATION_SECONDS": str(LIMIT_S),
+        "TELEAI_TASK_MEMORY_BUDGET_MIB": str(BUDGET_MIB),
+        "TELEAI_WHISPER_CPU_THREADS": "2",
+        "TELEAI_BATCHED_MIN_SECONDS": "50",  # the 60-s file takes the batched path
+    }
     root = tmp_path_factory.mktemp("crafted")
-    env = pipeline_env(database_url, redis_url, root / "storage")
-    env["TELEAI_MAX_DURATION_SECONDS"] = str(LIMIT_S)
-    env["TELEAI_TASK_MEMORY_BUDGET_MIB"] = str(BUDGET_MIB)
-    env["TELEAI_WHISPER_CPU_THREADS"] = "2"
-    env["TELEAI_BATCHED_MIN_SECONDS"] = "50"  # the 60-s file takes the batched path
-    log_dir = root / "logs"
-    log_dir.mkdir()
-    proc = start_worker(env, log_dir / "worker.log", concurrency=1, name="crafted")
-    try:
-        yield Pipeline(database_url, env, root / "storage", [proc], log_dir)
-    finally:
-        stop_worker(proc)
-        redis.Redis.from_url(redis_url).flushdb()
-        pg_admin.drop(name)
+    with module_pipeline(
+        pg_admin, template_database, redis_url, root, "crafted",
+        settings=settings, concurrency=1, name="crafted",
+    ) as found:  # fmt: skip
+        yield found
 
 
 @pytest.fixture(scope="module")
