@@ -370,7 +370,7 @@ SERVICE_LOGINS = {
     "metrics": "teleai_worker",
     "beat": "teleai_worker",
     "watcher": "teleai_intake",
-    "api": "teleai_intake",  # records uploads; reads and changes as teleai_app (below)
+    "api": "teleai_intake",  # the web queue snapshot; requests (uploads too) as teleai_app
 }
 
 
