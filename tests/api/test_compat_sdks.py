@@ -246,9 +246,14 @@ def test_assemblyai_redact_pii_answers_the_redacted_form(
     assert done.status == aai.TranscriptStatus.completed, done.error
     with api.client(key) as client:
         native = client.get(f"/api/v1/files/{done.id}/transcript", params={"redacted": "true"})
+        original = client.get(f"/api/v1/files/{done.id}/transcript")
         detail = client.get(f"/api/v1/files/{done.id}").json()
     assert native.status_code == 200, native.text
     assert done.text == native.json()["text"]  # the redacted form, never the original
+    # This caller (the analyst who uploaded it) may read the original through the native API,
+    # yet /v2 answers the redacted form: AssemblyAI's redact_pii text is the redacted text.
+    assert original.status_code == 200 and original.json()["redacted"] is False, original.text
+    assert original.json()["text"] != done.text
     assert detail["options"]["pii_types"] == ["person", "phone"]
     assert "4567" not in (done.text or "") and "[" in (done.text or ""), done.text
     assert [w.text for w in done.words or []] == (done.text or "").split()
