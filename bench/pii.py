@@ -1,8 +1,11 @@
 """PII recall and precision end to end: sentences with known personal data, spoken by espeak-ng,
 transcribed by Whisper, detected and redacted as the analyze stage does it.
 
-Run: ``.venv/bin/python -m bench.pii [--per-type 12] [--model tiny.en]``; writes
-``bench/results/<date>-<host>-pii.{json,md}``.
+Run: ``.venv/bin/python -m bench.pii [--per-type 12] [--model base]``; writes
+``bench/results/<date>-<host>-pii[-<model>].{json,md}`` with the model, the machine and its
+load. ``base`` is the default: it is the packaged model to run for calls that need redaction
+(``tiny.en`` hears "card number" as "current number" and drops digits far more often; both
+figures are in docs/call-intelligence.md).
 
 Each sentence holds exactly one item of one type (or none: the negatives), with its value;
 every clip goes through the stage functions the workers call (``transcribe_call`` with the
@@ -176,6 +179,7 @@ def score(items: list[Item], found: list[list[dict[str, Any]]]) -> dict[str, Any
 
 def run(per_type: int, model: str, work: Path) -> dict[str, Any]:
     from bench.callcorpus import speak, write_wav
+    from bench.machine import cpu_model, load_average, usable_cores
     from pipeline.analysis.pii import Policy, analyze_pii
     from pipeline.analysis.records import AnalysisInput, SegmentText, WordText
     from pipeline.audio.formats import AudioFormat
@@ -185,6 +189,7 @@ def run(per_type: int, model: str, work: Path) -> dict[str, Any]:
     from pipeline.transcription import get_transcriber
     from pipeline.transcription.call import transcribe_call
 
+    load_before = load_average()
     settings = Settings(whisper_model=model)
     transcriber = get_transcriber(settings)
     items = corpus(per_type)
@@ -222,6 +227,12 @@ def run(per_type: int, model: str, work: Path) -> dict[str, Any]:
     total = time.perf_counter() - started
     return {
         "model": model,
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": usable_cores(),
+            "load_before": load_before,
+            "load_after": load_average(),
+        },
         "sentences": len(items),
         "per_type": per_type,
         "seconds": round(total, 1),
@@ -268,7 +279,10 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"Wall time {result['seconds']} s; PII step {result['pii_seconds_per_sentence']} s per "
-        "sentence (after the first load).",
+        "sentence (after the first load). Machine: "
+        f"{result['machine']['cpu']}, {result['machine']['cores']} cores, load average "
+        f"{result['machine']['load_before']} before and {result['machine']['load_after']} after "
+        "(a shared machine: the wall time is not a speed figure).",
         "",
         "Misses and false positives:",
         "",
@@ -282,7 +296,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-type", type=int, default=12)
-    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--model", default="base")
     parser.add_argument("--work", type=Path, default=Path("var/bench/pii"))
     parser.add_argument("--label", default="vm", help="Machine label in the result file name.")
     args = parser.parse_args()
