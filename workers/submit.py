@@ -188,6 +188,9 @@ def _submit_batch(
                     Outcome.REFUSED, _shown(source, name), reason=_reason(error)
                 )
         recorded = []
+        # Asked before the commit: with the broker down, the rows are recorded and the failed
+        # connection (seconds of client retries) does not sit between commit and exit.
+        broker_up = _broker_reachable() if staged else False
         if staged:
             with transaction() as session:
                 recorded = record_staged(
@@ -211,7 +214,7 @@ def _submit_batch(
             )
         return [r for r in results if r is not None]
     created = [rec.file_id for rec in recorded if rec.duplicate_of is None]
-    sent = send_ingest_many(created)
+    sent = send_ingest_many(created) if broker_up else set()
     requeued = _requeue_waiting([rec.file_id for rec in recorded if rec.duplicate_of], transaction)
     for (index, _), rec in zip(staged, recorded, strict=True):
         source, name = items[index]
@@ -246,6 +249,21 @@ def _ingest_task() -> Any:
     from workers.tasks import ingest
 
     return ingest
+
+
+def _broker_reachable() -> bool:
+    """Whether the broker answers (one pooled connection, the one the messages then use); a
+    batch whose broker is down is recorded without trying to send (the sweep will)."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        with _ingest_task().app.pool.acquire(block=True) as connection:
+            connection.ensure_connection(max_retries=1)
+    except (OperationalError, RedisConnectionError, OSError) as error:
+        log.warning("broker_unreachable_at_submit", error=type(error).__name__)
+        return False
+    return True
 
 
 def send_ingest_many(file_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
