@@ -51,6 +51,15 @@ class Counts:
         """Files neither completed nor failed: always 0 once :func:`check` returned."""
         return self.files - self.completed - self.failed
 
+    def outcome(self) -> dict[str, int]:
+        """The three figures every fault test reports: files lost, failed, and transcription
+        versions beyond one per file (a stage that ran twice)."""
+        return {
+            "lost": self.lost,
+            "failed": self.failed,
+            "duplicates": self.versions - self.files,
+        }
+
 
 @dataclass
 class _Version:

@@ -53,9 +53,7 @@ def test_postgres_connections_terminated_mid_run(
         terminated_inside_a_transaction=in_transaction,
         disruption_seconds=round(disrupted, 1),
         task_errors_from_the_database=logs.count("raised unexpected: OperationalError"),
-        lost=counts.lost,
-        failed=counts.failed,
-        duplicates=counts.versions - counts.files,
+        **counts.outcome(),
         seconds=round(time.monotonic() - started, 1),
     )
     assert counts.completed == counts.files, counts.failures

@@ -96,9 +96,7 @@ def test_kill_9_of_busy_children_loses_nothing(
         files=counts.files,
         kills=kills,
         kills_mid_transcription=len(killed_at),
-        lost=counts.lost,
-        failed=counts.failed,
-        duplicates=counts.versions - counts.files,
+        **counts.outcome(),
         max_kill_to_completed_seconds=round(recovery, 1),
         killing_seconds=round(killing, 1),
         seconds=round(seconds, 1),
@@ -162,9 +160,7 @@ def test_whole_worker_killed_and_restarted_recovers_orphans(
         orphans=len(orphans),
         restart_seconds=round(restart, 1),
         orphans_reenqueued_after_kill_seconds=round(max(recovered.values()), 1),
-        lost=counts.lost,
-        failed=counts.failed,
-        duplicates=counts.versions - counts.files,
+        **counts.outcome(),
         seconds=round(seconds, 1),
     )
     assert counts.completed == counts.files, counts.failures

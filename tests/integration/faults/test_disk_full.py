@@ -72,9 +72,7 @@ def test_full_storage_rejects_uploads_and_keeps_the_rest_whole(
         files=len(paths),
         accepted=len(accepted),
         rejected_disk_full=len(rejected),
-        lost=counts.lost,
-        failed=counts.failed,
-        duplicates=counts.versions - counts.files,
+        **counts.outcome(),
         seconds=round(time.monotonic() - started, 1),
     )
     assert counts.completed == counts.files, counts.failures

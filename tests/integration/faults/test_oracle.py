@@ -123,3 +123,8 @@ def test_retranscriptions_are_allowed_versions(
         )
     with pytest.raises(AssertionError, match="not the newest"):
         oracle.check(database_url, [file_id], retranscriptions=1)
+
+
+def test_outcome_figures() -> None:
+    counts = oracle.Counts(files=4, completed=2, failed=1, versions=5, analyses=0)
+    assert counts.outcome() == {"lost": 1, "failed": 1, "duplicates": 1}

@@ -116,9 +116,7 @@ def test_redis_restart_with_default_timings_resends_within_30_s(
             resent_after_redis_answered_seconds=round(resent_after, 1),
             reconciled_logged=reconciled,
             settled_after_restart_seconds=round(settle, 1),
-            lost=counts.lost,
-            failed=counts.failed,
-            duplicates=counts.versions - counts.files,
+            **counts.outcome(),
             seconds=round(time.monotonic() - started, 1),
         )
         assert counts.completed == counts.files, counts.failures
