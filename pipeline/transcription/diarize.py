@@ -51,11 +51,11 @@ STEP_SECONDS = 1.6  # window starts at most this far apart: every moment of spee
 DEFAULT_MAX_SPEAKERS = 8
 SAME_VOICE_SIMILARITY = 0.75  # measured: one espeak voice 0.83-1.0, two 0.57-0.65
 # Count estimate (choose_clusters), measured on distinct-sentence espeak-ng calls of 3-15
-# turns: the best split of one voice scores a silhouette of 0.11-0.34, of two or three voices
-# 0.53-0.73; the two halves of one voice are 0.85-0.89 alike on average, of two voices
-# 0.61-0.76 (two alike voices beside a third: 0.80). Each bound sits between the two ranges.
-MIN_SILHOUETTE = 0.42
-ONE_VOICE_SIMILARITY = 0.82
+# turns with 21 voice sets: the best split of one voice scores a silhouette of 0.06-0.20 (on
+# the centred embeddings), of two or three voices 0.36-0.73; the two halves of one voice are
+# 0.85-0.89 alike on average, of two or more voices 0.61-0.81. Each bound sits in the gap.
+MIN_SILHOUETTE = 0.28
+ONE_VOICE_SIMILARITY = 0.83
 ISLAND_GAP_SECONDS = 0.3
 PAUSE_SECONDS = 0.25  # a pause this long splits an island (hand-overs are longer)
 VAD_MODE = 2  # WebRTC VAD aggressiveness 0..3
@@ -327,31 +327,35 @@ def choose_clusters(
 
     A fixed count is used as given. Otherwise every k from ``max(2, low)`` to ``high`` is tried
     (average-linkage clustering, cosine distance) and the one with the best silhouette wins:
-    a similarity threshold alone cannot tell two alike voices (0.74-0.80 in the encoder) from
+    a similarity threshold alone cannot tell two alike voices (0.74-0.84 in the encoder) from
     one voice (0.81-0.95), but each still forms its own tight group, which is what the
-    silhouette scores. One speaker (when ``low`` allows it)
-    when even the best split is poor (:data:`MIN_SILHOUETTE`) or its two halves are as alike
-    as one voice (:data:`ONE_VOICE_SIMILARITY`). Too few rows for a silhouette: the
-    one-voice threshold (:data:`SAME_VOICE_SIMILARITY`) decides. The silhouettes are
-    returned for the record."""
+    silhouette scores. Both are computed on the embeddings *centred* on the call's mean: every
+    voice shares a large common part in the encoder, and taking it away spreads the voices
+    apart (three voices whose raw silhouette preferred two). One speaker (when ``low`` allows
+    it) when even the best split is poor (:data:`MIN_SILHOUETTE`) or the two halves of the
+    best split into two are as alike as one voice (:data:`ONE_VOICE_SIMILARITY`, raw
+    embeddings). Too few rows for a silhouette: the one-voice threshold
+    (:data:`SAME_VOICE_SIMILARITY`) decides. The silhouettes are returned for the record."""
     n = len(x)
     if high <= 1 or n < 2:
         return np.zeros(n, dtype=np.int64), {}
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import silhouette_score
 
-    def fit(**how: Any) -> npt.NDArray[np.int64]:
+    def fit(rows: npt.NDArray[np.float32], **how: Any) -> npt.NDArray[np.int64]:
         model = AgglomerativeClustering(metric="cosine", linkage="average", **how)
-        return np.asarray(model.fit_predict(x), dtype=np.int64)
+        return np.asarray(model.fit_predict(rows), dtype=np.int64)
 
     scores: dict[str, float] = {}
     candidates = range(max(2, low), min(high, n - 1) + 1)
     if fixed:
-        labels = fit(n_clusters=min(high, n))
+        labels = fit(x, n_clusters=min(high, n))
     elif candidates:
-        tried = {k: fit(n_clusters=k) for k in candidates}
+        centred = x - x.mean(axis=0)
+        centred /= np.linalg.norm(centred, axis=1, keepdims=True) + 1e-9
+        tried = {k: fit(centred, n_clusters=k) for k in candidates}
         for k, split in tried.items():
-            scores[str(k)] = round(float(silhouette_score(x, split, metric="cosine")), 3)
+            scores[str(k)] = round(float(silhouette_score(centred, split, metric="cosine")), 3)
         best = max(tried, key=lambda k: (scores[str(k)], -k))  # a tie goes to fewer
         labels = tried[best]
         if low <= 1 and (
@@ -359,10 +363,10 @@ def choose_clusters(
         ):
             labels = np.zeros(n, dtype=np.int64)
     else:
-        labels = fit(n_clusters=None, distance_threshold=1.0 - SAME_VOICE_SIMILARITY)
+        labels = fit(x, n_clusters=None, distance_threshold=1.0 - SAME_VOICE_SIMILARITY)
         found = len(set(labels.tolist()))
         if found < low or found > high:
-            labels = fit(n_clusters=min(max(found, low), high, n))
+            labels = fit(x, n_clusters=min(max(found, low), high, n))
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64), scores
 
