@@ -27,8 +27,9 @@ Samples = npt.NDArray[np.float32]
 
 # Voices that sound clearly different (espeak-ng variants), and the languages used.
 VOICES = ("en-us+m3", "en-us+f3", "en-gb+m7", "en-us+f4")  # far apart as voices
-# Three voices: the third is 0.78 alike to the first in the voice encoder (most espeak-ng
-# variants are 0.75+ to en-us+m3), so it needs speakers=3; the whispering variant is further
+# Three voices: the third is 0.74-0.78 alike to the first in the voice encoder (most espeak-ng
+# variants are 0.75+ to en-us+m3): a similarity threshold merged them, the silhouette count
+# (pipeline.transcription.diarize.choose_clusters) does not; the whispering variant is further
 # apart but tiny.en does not transcribe it.
 THREE_VOICES = ("en-us+m3", "en-us+f3", "en-gb-scotland+m2")
 LANGUAGE_VOICES = {"en": "en-us", "de": "de", "fr": "fr-fr", "es": "es"}
