@@ -199,6 +199,31 @@ def measure(
     )
 
 
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) >= 10 else max(values)
+
+
+def interleaved(
+    engine: Engine, planned: list[QueryCase], repeats: int, credentials: dict[uuid.UUID, str]
+) -> dict[str, list[float]]:
+    """Client round trips (ms) of ``planned`` run round-robin, one of each per round (after a
+    warm-up round), so that a shared machine's load drifts over all of them alike."""
+    statements = {case.name: capture(engine, case.call) for case in planned}
+    times: dict[str, list[float]] = {case.name: [] for case in planned}
+    with engine.connect() as conn:
+        for round_number in range(repeats + 1):
+            for case in planned:
+                statement, parameters = statements[case.name]
+                _act(conn, case, credentials)
+                started = time.perf_counter()
+                conn.exec_driver_sql(statement, parameters).fetchall()
+                elapsed = 1000 * (time.perf_counter() - started)
+                conn.rollback()
+                if round_number:
+                    times[case.name].append(elapsed)
+    return times
+
+
 def time_refresh(engine: Engine, repeats: int) -> list[float]:
     seconds = []
     with engine.connect() as conn:
@@ -433,6 +458,9 @@ def run(ctx: Context) -> Section:
             planned = cases(picks)
             credentials = sign_in(engine, [c.as_user for c in planned if c.as_user is not None])
             measured = [measure(engine, case, repeats, large, credentials) for case in planned]
+            searches = [c for c in planned if c.as_user is not None and c.target_ms is not None]
+            searches = [c for c in searches if "FTS search" in c.name]
+            round_robin = interleaved(engine, searches, repeats, credentials)
             refresh = time_refresh(engine, max(2, repeats // 5))
         finally:
             engine.dispose()
@@ -458,7 +486,10 @@ def run(ctx: Context) -> Section:
         )
         section.plans[m.case.name] = m.plan
         if m.case.target_ms is not None:
-            met = m.median_ms < m.case.target_ms and not m.seq_scans
+            # Searches under RLS are judged by their round-robin median (below): measured one
+            # after the other, a role's 15 repeats could fall into a busy minute of its own.
+            median = statistics.median(round_robin.get(m.case.name) or [m.median_ms])
+            met = median < m.case.target_ms and not m.seq_scans
             needed = m.case.required_index
             met = met and (not needed or bool(set(needed) & set(m.indexes)))
             section.targets.append(
@@ -466,7 +497,9 @@ def run(ctx: Context) -> Section:
                     m.case.name,
                     f"< {m.case.target_ms:.0f} ms, index-backed"
                     + (f" ({' or '.join(needed)})" if needed else ""),
-                    f"{m.median_ms:.2f} ms ({', '.join(m.indexes) or 'no index'})",
+                    f"{median:.2f} ms"
+                    + (" round-robin" if m.case.name in round_robin else "")
+                    + f" ({', '.join(m.indexes) or 'no index'})",
                     met,
                     "" if met else _cause(m),
                 )
@@ -480,7 +513,13 @@ def run(ctx: Context) -> Section:
         "-",
         "audio_files (whole-table aggregate, by design)",
     )
-    section.tables += [queries, size_table, fill_table]
+    robin = Table(
+        f"RLS searches round-robin ({repeats} rounds, each role once per round; ms)",
+        ["query", "median ms", "p90 ms", "min ms"],
+    )
+    for name, times in round_robin.items():
+        robin.add(name, statistics.median(times), _p90(times), min(times))
+    section.tables += [queries, robin, size_table, fill_table]
     section.notes += [
         f"Scale {ctx.db_scale:g}: {scale.users:,} users, {scale.files:,} files, "
         f"{scale.transcriptions:,} transcriptions, {scale.analyses:,} analyses; transcript "
@@ -500,6 +539,8 @@ def run(ctx: Context) -> Section:
         "RLS; its plans include the statements run inside it (auto_explain). The rows marked "
         "'as a plain query (before 003)' run the previous search statement as the app role, "
         "side by side, for comparison.",
+        "The RLS search targets are judged by the round-robin table: every role's search once "
+        "per round, so load that drifts during the run (a shared machine) hits them alike.",
     ]
     section.data = {
         "scale": vars(scale),
@@ -518,6 +559,7 @@ def run(ctx: Context) -> Section:
             for m in measured
         ],
         "refresh_ms": refresh,
+        "rls_search_round_robin_ms": round_robin,
     }
     return section
 
