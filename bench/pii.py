@@ -1,7 +1,8 @@
 """PII recall and precision end to end: sentences with known personal data, spoken by espeak-ng,
 transcribed by Whisper, detected and redacted as the analyze stage does it.
 
-Run: ``.venv/bin/python -m bench.pii [--per-type 12] [--model base]``; writes
+Run: ``.venv/bin/python -m bench.pii [--per-type 12] [--model base]`` (or ``python -m bench
+--only pii``: base, as a section of the run's report with the targets); writes
 ``bench/results/<date>-<host>-pii[-<model>].{json,md}`` with the model, the machine and its
 load. ``base`` is the default: it is the packaged model to run for calls that need redaction
 (``tiny.en`` hears "card number" as "current number" and drops digits far more often; both
@@ -31,7 +32,12 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from bench.results import Section, Table, Target
+
+if TYPE_CHECKING:
+    from bench.context import Context
 
 FIRST = ["Maria", "John", "David", "Sarah", "Michael", "Emily", "James", "Laura", "Robert",
          "Anna", "Thomas", "Linda", "Peter", "Susan", "Daniel", "Karen"]  # fmt: skip
@@ -177,7 +183,7 @@ def score(items: list[Item], found: list[list[dict[str, Any]]]) -> dict[str, Any
     }
 
 
-def run(per_type: int, model: str, work: Path) -> dict[str, Any]:
+def evaluate(per_type: int, model: str, work: Path) -> dict[str, Any]:
     from bench.callcorpus import speak, write_wav
     from bench.machine import cpu_model, load_average, usable_cores
     from pipeline.analysis.pii import Policy, analyze_pii
@@ -293,6 +299,42 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TARGETS = {"card": 0.95, "phone": 0.95, "email": 0.95, "person": 0.85}
+MIN_PRECISION = 0.8
+
+
+def run(ctx: Context) -> Section:
+    """``python -m bench --only pii``: the evaluation above with ``base`` (12 per type; 4 with
+    ``--quick``), as a section with the issue's targets."""
+    return section_of(evaluate(4 if ctx.quick else 12, "base", Path("var/bench/pii")))
+
+
+def section_of(result: dict[str, Any]) -> Section:
+    """The report section of an :func:`evaluate` result: both tables and the targets."""
+    section = Section("pii", f"PII recall and precision end to end ({result['sentences']} "
+                      "spoken sentences, Whisper base)")  # fmt: skip
+    for title, key in (("spoken (espeak-ng -> Whisper base)", "scores"),
+                       ("written (the sentences as text)", "scores_on_written_text")):  # fmt: skip
+        table = Table(title, ["type", "items", "recall", "precision", "findings", "exact value"])
+        for kind, s in sorted(result[key].items()):
+            table.add(kind, s["items"], s["recall"], s["precision"], s["findings"],
+                      s["exact_value"])  # fmt: skip
+        section.tables.append(table)
+    for kind, target in TARGETS.items():
+        s = result["scores"][kind]
+        recall, precision = s["recall"] or 0.0, s["precision"] or 0.0
+        section.targets.append(
+            Target(
+                f"{kind} recall / precision",
+                f">= {target} / >= {MIN_PRECISION}",
+                f"{recall} / {precision}",
+                recall >= target and precision >= MIN_PRECISION,
+            )
+        )
+    section.data = result
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-type", type=int, default=12)
@@ -300,7 +342,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("var/bench/pii"))
     parser.add_argument("--label", default="vm", help="Machine label in the result file name.")
     args = parser.parse_args()
-    result = run(args.per_type, args.model, args.work)
+    result = evaluate(args.per_type, args.model, args.work)
     suffix = "" if args.model == "tiny.en" else f"-{args.model}"
     stem = Path("bench/results") / f"{dt.date.today().isoformat()}-{args.label}-pii{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

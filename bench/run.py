@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "engines": ("bench.engine_compare", "faster-whisper int8/fp32 vs openai-whisper, beam, VAD"),
     "rtf": ("bench.realtime", "real-time factor per engine, model and file length"),
     "quality": ("bench.quality", "WER per engine/model and of the re-transcription path"),
+    "pii": ("bench.pii", "PII recall/precision: espeak-ng sentences through Whisper base"),
     "callaudio": ("bench.callaudio", "DER, WER per language, vocabulary hits, split vs mixed"),
     "scaling": ("bench.scaling", "1 vs N transcribe processes on a backlog; cold start"),
     "coldstart": ("bench.coldstart", "cold start alone: worker launch -> first file done, median"),
