@@ -51,6 +51,8 @@ STEP_BUCKETS: tuple[float, ...] = (
 STATEMENT_TIMEOUT_MS = 5000
 """A scrape must never pile load on a busy database: each query gives up after this."""
 
+_SET_LOCAL_TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
+
 
 def queue_keys(queue: str) -> list[str]:
     """The Redis lists kombu keeps for one queue: the plain name and each priority step's."""
@@ -77,12 +79,42 @@ class PipelineCollector:
         up = _gauge("teleai_up", "1 when the source answered this scrape.", ["source"])
         try:
             with Session(get_engine(self._database_url)) as session, session.begin():
+                session.execute(text("SET TRANSACTION READ ONLY"))
+                session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
                 database = list(self._database_metrics(session))
             up.add_metric(["postgresql"], 1)
         except SQLAlchemyError as error:
             log.warning("metrics_source_down", source="postgresql", error=str(error))
             database = []
             up.add_metric(["postgresql"], 0)
+        yield from self._with_broker(up, database)
+
+    def collect_in(
+        self, session: Session
+    ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
+        """The families of :meth:`collect`, with the PostgreSQL numbers read in the caller's
+        ``session`` (the HTTP API's, so row-level security decides which files count).
+
+        The caller's transaction is left as it was found, so it can still write after this:
+        no ``SET TRANSACTION READ ONLY``, and the reads' :data:`STATEMENT_TIMEOUT_MS` is set
+        transaction-locally and the previous ``statement_timeout`` put back once they are done.
+        A database error is raised, not reported as ``teleai_up`` 0: the caller's transaction
+        cannot go on after it.
+        """
+        previous = session.execute(text("SELECT current_setting('statement_timeout')")).scalar()
+        session.execute(_SET_LOCAL_TIMEOUT, {"ms": str(STATEMENT_TIMEOUT_MS)})
+        database = list(self._database_metrics(session))
+        session.execute(_SET_LOCAL_TIMEOUT, {"ms": previous})
+        up = _gauge("teleai_up", "1 when the source answered this scrape.", ["source"])
+        up.add_metric(["postgresql"], 1)
+        yield from self._with_broker(up, database)
+
+    def _with_broker(
+        self,
+        up: GaugeMetricFamily,
+        database: list[GaugeMetricFamily | GaugeHistogramMetricFamily],
+    ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
+        """``up``, the database families and the broker's (``teleai_up`` 0 for a down Redis)."""
         try:
             broker = list(self._broker_metrics())
             up.add_metric(["redis"], 1)
@@ -97,11 +129,8 @@ class PipelineCollector:
     def _database_metrics(
         self, session: Session
     ) -> Iterator[GaugeMetricFamily | GaugeHistogramMetricFamily]:
-        """The job-state reads of :mod:`pipeline.jobs` (those ``teleai stats`` shows), in one
-        read-only transaction whose statements give up after :data:`STATEMENT_TIMEOUT_MS`."""
-        session.execute(text("SET TRANSACTION READ ONLY"))
-        session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-
+        """The job-state reads of :mod:`pipeline.jobs` (those ``teleai stats`` shows), in the
+        transaction the caller chose (:meth:`collect`'s is read-only with a statement timeout)."""
         files = _gauge("teleai_files", "Audio files by status.", ["status"])
         for status, count in jobs.files_by_status(session).items():
             files.add_metric([status.value], count)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -493,6 +493,26 @@ FROM totals t JOIN buckets b USING (step)
 ORDER BY t.step""")
 
 
+_FINISHED_BUCKETS_SQL = text("""
+WITH finished AS (
+    SELECT floor(extract(epoch FROM processing_completed_at) / :step)::bigint * :step AS bucket,
+           status, metadata
+    FROM audio_files
+    WHERE status IN ('completed', 'failed') AND deleted_at IS NULL
+      AND processing_completed_at >= now() - make_interval(secs => :window)
+)
+SELECT bucket, status, count(*) AS files, NULL AS step, NULL::double precision AS seconds
+FROM finished GROUP BY bucket, status
+UNION ALL
+SELECT f.bucket, 'step', count(*), s.key, avg((s.value #>> '{}')::double precision)
+FROM finished f
+CROSS JOIN LATERAL jsonb_each(
+    CASE WHEN jsonb_typeof(f.metadata -> 'stage_seconds') = 'object'
+         THEN f.metadata -> 'stage_seconds' ELSE '{}'::jsonb END) AS s
+WHERE f.status = 'completed' AND jsonb_typeof(s.value) = 'number'
+GROUP BY f.bucket, s.key""")
+
+
 @dataclass(frozen=True)
 class Unfinished:
     """Unfinished files of one stage in one state, and the seconds of audio they hold."""
@@ -511,6 +531,16 @@ class StepSeconds:
     files: int
     total: float
     cumulative: tuple[int, ...]  # files at or under each bound, in the bounds' order
+
+
+@dataclass(frozen=True)
+class FinishedBucket:
+    """Files finished in one time bucket, and the mean seconds per step of the completed ones."""
+
+    start: int  # epoch seconds, a multiple of the bucket width
+    completed: int
+    failed: int
+    step_means: Mapping[str, float]  # key of metadata.stage_seconds -> mean seconds
 
 
 def files_by_status(session: Session) -> dict[FileStatus, int]:
@@ -545,4 +575,30 @@ def step_seconds(
     return [
         StepSeconds(step, int(count), float(total), tuple(int(n) for n in cumulative))
         for step, count, total, cumulative in rows
+    ]
+
+
+def finished_buckets(
+    session: Session, *, seconds: float, bucket_seconds: int
+) -> list[FinishedBucket]:
+    """The files completed and failed in the last ``seconds`` (soft-deleted ones left out), in
+    buckets of ``bucket_seconds`` aligned to the epoch, oldest first; only buckets that hold a
+    finished file. One statement, so a dashboard refresh costs one round trip; it reads as the
+    session's role, so under row-level security a caller counts the files it may see."""
+    found: dict[int, tuple[dict[str, int], dict[str, float]]] = {}
+    rows = session.execute(_FINISHED_BUCKETS_SQL, {"step": bucket_seconds, "window": seconds})
+    for bucket, status, files, step, mean in rows:
+        counts, means = found.setdefault(int(bucket), ({}, {}))
+        if step is None:
+            counts[str(status)] = int(files)
+        else:
+            means[str(step)] = float(mean)
+    return [
+        FinishedBucket(
+            start,
+            counts.get(FileStatus.COMPLETED.value, 0),
+            counts.get(FileStatus.FAILED.value, 0),
+            means,
+        )
+        for start, (counts, means) in sorted(found.items())
     ]

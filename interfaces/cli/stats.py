@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,8 +16,6 @@ from pipeline.settings import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-    from interfaces.metrics import PipelineCollector
 
 
 def _workers(timeout: float) -> list[dict[str, Any]]:
@@ -62,7 +59,7 @@ def collect_stats(
         families = list(collector.collect())
     else:
         queue_rows = processing_queue(session)
-        families = list(_collect_in(collector, session))
+        families = list(collector.collect_in(session))
     metrics: dict[str, dict[str, float]] = {}
     for family in families:
         for sample in family.samples:
@@ -85,28 +82,6 @@ def collect_stats(
         "sources_up": metrics.get("teleai_up", {}),
         "workers": _workers(inspect_timeout),
     }
-
-
-def _collect_in(collector: PipelineCollector, session: Session) -> Iterator[Any]:
-    """``collector.collect()`` with its PostgreSQL part read in ``session`` (a database error
-    there is the request's error: the caller's transaction cannot go on without it)."""
-    import redis
-    from prometheus_client.core import GaugeMetricFamily
-
-    up = GaugeMetricFamily(
-        "teleai_up", "1 when the source answered this scrape.", labels=["source"]
-    )
-    database = list(collector._database_metrics(session))
-    up.add_metric(["postgresql"], 1)
-    try:
-        broker = list(collector._broker_metrics())
-        up.add_metric(["redis"], 1)
-    except redis.RedisError:
-        broker = []
-        up.add_metric(["redis"], 0)
-    yield up
-    yield from database
-    yield from broker
 
 
 def render_stats(stats: dict[str, Any]) -> Group:

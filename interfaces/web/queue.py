@@ -19,7 +19,6 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +28,7 @@ from interfaces.api.deps import Caller, resolve, unit
 from interfaces.api.errors import ApiError
 from interfaces.web.render import WebRoute, page
 from interfaces.web.session import PageUser, StreamUser
+from pipeline import jobs
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -37,25 +37,6 @@ BUCKET_SECONDS: Final = 300
 BUCKETS: Final = 12  # one hour
 # The steps shown (metadata.stage_seconds holds finer ones too: fetch, model_load, db writes).
 STEPS: Final = ("ingest", "decode", "transcribe", "diarize", "analyze")
-
-_HISTORY_SQL = text("""
-WITH finished AS (
-    SELECT floor(extract(epoch FROM processing_completed_at) / :step)::bigint * :step AS bucket,
-           status, metadata
-    FROM audio_files
-    WHERE status IN ('completed', 'failed') AND deleted_at IS NULL
-      AND processing_completed_at >= now() - make_interval(secs => :window)
-)
-SELECT bucket, status, count(*) AS files, NULL AS step, NULL::double precision AS seconds
-FROM finished GROUP BY bucket, status
-UNION ALL
-SELECT f.bucket, 'step', count(*), s.key, avg((s.value #>> '{}')::double precision)
-FROM finished f
-CROSS JOIN LATERAL jsonb_each(
-    CASE WHEN jsonb_typeof(f.metadata -> 'stage_seconds') = 'object'
-         THEN f.metadata -> 'stage_seconds' ELSE '{}'::jsonb END) AS s
-WHERE f.status = 'completed' AND jsonb_typeof(s.value) = 'number'
-GROUP BY f.bucket, s.key""")
 
 
 def require_staff(who: Caller) -> None:
@@ -72,19 +53,17 @@ def history(session: Session) -> dict[str, Any]:
     completed = [0] * BUCKETS
     failed = [0] * BUCKETS
     steps: dict[str, list[float | None]] = {}
-    rows = session.execute(
-        _HISTORY_SQL, {"step": BUCKET_SECONDS, "window": BUCKETS * BUCKET_SECONDS}
+    found = jobs.finished_buckets(
+        session, seconds=BUCKETS * BUCKET_SECONDS, bucket_seconds=BUCKET_SECONDS
     )
-    for bucket, status, files, step, seconds in rows:
-        i = index.get(int(bucket))
-        if i is None:
+    for bucket in found:
+        i = index.get(bucket.start)
+        if i is None:  # the oldest bucket's start is just before the window's
             continue
-        if status == "completed":
-            completed[i] = int(files)
-        elif status == "failed":
-            failed[i] = int(files)
-        elif step is not None:
-            steps.setdefault(str(step), [None] * BUCKETS)[i] = round(float(seconds), 3)
+        completed[i] = bucket.completed
+        failed[i] = bucket.failed
+        for step, seconds in bucket.step_means.items():
+            steps.setdefault(step, [None] * BUCKETS)[i] = round(seconds, 3)
     ordered = {s: steps[s] for s in STEPS if s in steps}
     return {"times": times, "completed": completed, "failed": failed, "steps": ordered}
 
