@@ -42,9 +42,12 @@ def _finished(
             """
             UPDATE audio_files
             SET status = CAST(:status AS text), stage = 'analyze',
-                error_message = CASE WHEN CAST(:status AS text) = 'failed' THEN 'decoder said no' END,
-                processing_started_at = now() - make_interval(secs => CAST(:ago AS double precision) + 5),
-                processing_completed_at = now() - make_interval(secs => CAST(:ago AS double precision)),
+                error_message = CASE WHEN CAST(:status AS text) = 'failed'
+                                     THEN 'decoder said no' END,
+                processing_started_at = now()
+                    - make_interval(secs => CAST(:ago AS double precision) + 5),
+                processing_completed_at = now()
+                    - make_interval(secs => CAST(:ago AS double precision)),
                 metadata = CAST(:metadata AS jsonb),
                 deleted_at = CASE WHEN CAST(:deleted AS boolean) THEN now() END
             WHERE id = :id
