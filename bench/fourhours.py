@@ -60,6 +60,8 @@ def run(ctx: Context) -> Section:
         )
     except subprocess.TimeoutExpired:
         section.notes.append(f"stopped after {timeout:.0f} s ({TIMEOUT_ENV}): partial")
+    except RuntimeError as error:  # the child failed: what it got through is still a figure
+        section.notes.append(f"the child failed, partial: {str(error)[-300:]}")
     lines = read_progress(progress)
     table = Table(
         f"Four-hour file ({file.seconds / 3600:.0f} h generated speech with pauses, "

@@ -44,7 +44,10 @@ RECIPES = {
     "10min": STANDARD["10min"],
     "30min": Recipe("30min", 1800.0, 1801),
     "60min": Recipe("60min", 3600.0, 3601),
-    "4h": Recipe("4h", 14400.0, 14401),
+    # Just under TELEAI_MAX_DURATION_SECONDS: an MP3 of exactly 4:00:00 decodes a few hundred
+    # samples longer (encoder delay and padding), and the pipeline refuses it (AudioTooLong):
+    # the 2026-12-01 run of a 14,400-s file failed in its last window that way.
+    "4h": Recipe("4h", 14390.0, 14401),
 }
 FULL = {
     "batched": ("30s", "2min", "5min", "10min"),
