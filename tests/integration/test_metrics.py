@@ -1,7 +1,7 @@
 """`teleai metrics` against a real pipeline: one spoken file in, Prometheus text out.
 
-The module runs on its own Redis database (12) so queue depths cannot be disturbed by other
-integration modules running at the same time.
+The module empties the test Redis database (``TELEAI_TEST_REDIS_URL``) before and after it, so
+the queue depths it reads are its own, not messages another module left behind.
 """
 
 from __future__ import annotations
@@ -31,21 +31,17 @@ from tests.integration.conftest import VENV_BIN, Pipeline
 from tests.speech import speech_file
 from workers.celeryconfig import QUEUES
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
 SENTENCE = "Please send the signed contract to our office in Madrid before Monday."
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """This module's broker database (overrides the session-wide one), emptied before and after."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as err:
-        pytest.fail(f"Redis is not answering at {REDIS_URL}: {err}", pytrace=False)
+def redis_url(redis_url: str) -> Iterator[str]:
+    """The session's test broker database (which fails loudly when Redis is down), emptied
+    before and after this module."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3)
     client.flushdb()
-    yield REDIS_URL
+    yield redis_url
     client.flushdb()
 
 
