@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from interfaces.api.compat import words_of
 
 
@@ -11,9 +13,10 @@ def _word(text: str, start: float, end: float) -> dict[str, object]:
 
 def test_tokens_without_a_leading_space_continue_the_word_before() -> None:
     # What Whisper stored for a spoken phone number: one word in four tokens.
-    segments = [
+    text = " Call me at 555-120-34-567."
+    segments: list[dict[str, Any]] = [
         {
-            "text": " Call me at 555-120-34-567.",
+            "text": text,
             "words": [
                 _word(" Call", 0.0, 0.3),
                 _word(" me", 0.3, 0.5),
@@ -26,12 +29,12 @@ def test_tokens_without_a_leading_space_continue_the_word_before() -> None:
         }
     ]
     words = words_of(segments)
-    assert [w.text for w in words] == segments[0]["text"].split()  # type: ignore[union-attr]
+    assert [w.text for w in words] == text.split()
     assert (words[-1].start, words[-1].end) == (0.7, 2.0)
 
 
 def test_the_first_word_of_a_segment_never_joins_the_segment_before() -> None:
-    segments = [
+    segments: list[dict[str, Any]] = [
         {"text": " Hello.", "words": [_word(" Hello.", 0.0, 0.5)]},
         {"text": "Bye.", "words": [_word("Bye.", 1.0, 1.4)]},
     ]
