@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from db import engine as db_engine
 from db.engine import libpq_url
 from db.migrate import upgrade
+from interfaces.embedded import process_alive
 
 ADMIN_URL = os.environ.get(
     "TELEAI_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -51,16 +52,6 @@ class PostgresUnavailable(RuntimeError):
 def url_for(database: str, admin_url: str = ADMIN_URL) -> str:
     """``admin_url`` pointed at another database (SQLAlchemy form)."""
     return make_url(admin_url).set(database=database).render_as_string(hide_password=False)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def orphaned(comment: str | None) -> bool:
