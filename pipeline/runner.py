@@ -290,7 +290,7 @@ def _engine_settings(session: Session, file_id: uuid.UUID, settings: Settings) -
 def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings) -> bool:
     """Run every analysis on one transcription version and complete the file."""
     from pipeline.analysis import analyze  # heavy: imported on first use
-    from pipeline.analysis.records import AnalysisInput, SegmentText, WordText
+    from pipeline.analysis.records import AnalysisInput, segments_from_stored
     from pipeline.analysis.runner import default_kinds
 
     with uow() as session:
@@ -303,19 +303,7 @@ def run_analyze(uow: UnitOfWork, transcription_id: uuid.UUID, settings: Settings
         options = options_of(file_row.metadata_ if file_row is not None else {})
         inp = AnalysisInput(
             text=version.transcription_text,
-            segments=tuple(
-                SegmentText(
-                    start=float(s["start"]),
-                    end=float(s["end"]),
-                    text=str(s["text"]),
-                    speaker=s.get("speaker"),
-                    words=tuple(
-                        WordText(float(w["start"]), float(w["end"]), str(w["word"]))
-                        for w in s.get("words") or ()
-                    ),
-                )
-                for s in stored_segments
-            ),
+            segments=segments_from_stored(stored_segments),
             language=version.language_code,
             duration=(version.metadata_ or {}).get("audio_seconds"),
         )

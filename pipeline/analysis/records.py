@@ -5,6 +5,7 @@ Kept free of ORM and model types so the analyses can be tested, and run by worke
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,24 @@ class SegmentText:
     text: str
     speaker: str | None = None  # channel label or diarization cluster (None: unlabelled)
     words: tuple[WordText, ...] = ()  # empty when the engine gave no word times
+
+
+def segments_from_stored(stored: Iterable[Mapping[str, Any]]) -> tuple[SegmentText, ...]:
+    """The analyses' segments from a transcription's stored ``segments`` JSON (the one reading
+    of that shape, for the analyze stage and for analyses of a redacted transcript)."""
+    return tuple(
+        SegmentText(
+            start=float(s["start"]),
+            end=float(s["end"]),
+            text=str(s["text"]),
+            speaker=s.get("speaker"),
+            words=tuple(
+                WordText(float(w["start"]), float(w["end"]), str(w["word"]))
+                for w in s.get("words") or ()
+            ),
+        )
+        for s in stored
+    )
 
 
 @dataclass(frozen=True)

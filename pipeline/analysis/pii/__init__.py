@@ -33,7 +33,7 @@ from typing import Any
 from db.models import AnalysisType
 from pipeline.analysis.pii.detect import PII_TYPES, Finding, detect, pii_types_of, tokens_of
 from pipeline.analysis.pii.redact import Policy, joined_text, redact_segments, substitute
-from pipeline.analysis.records import AnalysisInput, AnalysisResult, SegmentText, WordText
+from pipeline.analysis.records import AnalysisInput, AnalysisResult, segments_from_stored
 from pipeline.settings import Settings
 
 __all__ = [
@@ -63,19 +63,7 @@ def _input_of(inp: AnalysisInput, segments: Sequence[Mapping[str, Any]]) -> Anal
     return dataclasses.replace(
         inp,
         text=joined_text(segments),
-        segments=tuple(
-            SegmentText(
-                start=float(s["start"]),
-                end=float(s["end"]),
-                text=str(s["text"]),
-                speaker=s.get("speaker"),
-                words=tuple(
-                    WordText(float(w["start"]), float(w["end"]), str(w["word"]))
-                    for w in s.get("words") or ()
-                ),
-            )
-            for s in segments
-        ),
+        segments=segments_from_stored(segments),
     )
 
 
