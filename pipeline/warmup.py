@@ -34,7 +34,7 @@ def warm_up(queues: set[str], settings: Settings) -> dict[str, float]:
             from pipeline.transcription.diarize import warm_up_encoder
 
             started = time.perf_counter()
-            warm_up_encoder()  # the encoder and librosa's compiled mel code, before a task
+            warm_up_encoder()  # the numpy voice encoder and the VAD, before a task
             seconds["diarizer"] = time.perf_counter() - started
     if "analyze" in queues:
         from pipeline.analysis import AnalysisInput, analyze

@@ -1,8 +1,10 @@
 """Speaker diarization of mono audio, offline: resemblyzer voice embeddings + clustering.
 
 The ``resemblyzer`` wheel ships its voice-encoder weights (``pretrained.pt``, Apache-2.0), so
-nothing is downloaded; the encoder is loaded once per worker process (:func:`load_encoder`,
-warmed up by :mod:`pipeline.warmup`). How it works:
+nothing is downloaded; the encoder runs in numpy (:mod:`pipeline.transcription.voice_encoder`:
+no torch, no scikit-learn, no librosa in a transcription worker, which made its cold start
+seconds longer) and is loaded once per worker process (:func:`load_encoder`, warmed up by
+:mod:`pipeline.warmup`). How it works:
 
 1. **Islands of speech.** WebRTC VAD (``webrtcvad``, installed with resemblyzer) splits the
    audio at pauses of 250 ms or more, keeping the regions where the transcript has words
@@ -13,10 +15,12 @@ warmed up by :mod:`pipeline.warmup`). How it works:
    each island, at most :data:`STEP_SECONDS` apart, from one preprocessed mel spectrogram of
    the block; embedded in batches block by block as the file is transcribed
    (:meth:`Diarizer.add`), so memory holds 1 KB per window, not the audio. The encoder runs on
-   one thread (:func:`one_torch_thread`). Its LSTM is most of the cost (about 20 ms per window
-   on one core), so the windows are the fewest that hear every moment of speech once.
-3. **Clustering** of the islands' mean embeddings (scikit-learn agglomerative, cosine
-   distance, average linkage). The count, when the job does not fix it, is the k in
+   one BLAS thread (:func:`~pipeline.transcription.voice_encoder.one_blas_thread`). Its LSTM
+   is most of the cost (10-20 ms per window on one core), so the windows are the fewest that
+   hear every moment of speech once.
+3. **Clustering** of the islands' mean embeddings (agglomerative, cosine distance, average
+   linkage: scikit-learn's clustering, in numpy, :func:`agglomerative`). The count, when the
+   job does not fix it, is the k in
    ``[min_speakers, max_speakers]`` (default 1..:data:`DEFAULT_MAX_SPEAKERS`) whose
    clustering has the best silhouette, or one speaker when no split is good
    (:func:`choose_clusters`); a fixed ``speakers`` is used as given. A count larger than the
@@ -29,22 +33,17 @@ warmed up by :mod:`pipeline.warmup`). How it works:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.errors import ModelUnavailable
 from pipeline.transcription.base import SAMPLE_RATE, Audio
 from pipeline.transcription.melspec import mel_spectrogram
 from pipeline.transcription.records import Segment, Word
-
-if TYPE_CHECKING:
-    from resemblyzer import VoiceEncoder
+from pipeline.transcription.voice_encoder import VoiceEncoder, load_voice_encoder, one_blas_thread
 
 WINDOW_SECONDS = 1.6  # resemblyzer's partial utterance (160 mel frames of 10 ms)
 STEP_SECONDS = 1.6  # window starts at most this far apart: every moment of speech heard once
@@ -65,48 +64,21 @@ _HOP = SAMPLE_RATE // 100
 _BATCH = 64
 
 
-@lru_cache(maxsize=1)
 def load_encoder() -> VoiceEncoder:
-    """The voice encoder, once per process (weights from the installed wheel, CPU)."""
-    try:
-        from resemblyzer import VoiceEncoder
-    except ImportError as exc:
-        raise ModelUnavailable(
-            "speaker diarization needs resemblyzer: pip install webrtcvad-wheels && "
-            "pip install --no-deps resemblyzer (scripts/setup.sh does this)"
-        ) from exc
-    return VoiceEncoder("cpu", verbose=False)
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run the encoder on one thread: its small LSTM gains nothing from more, and OpenMP
-    threads spinning beside the Whisper decoder on a busy CPU made it ten times slower
-    (measured: 71 windows 1.8 s on one thread, 12-27 s on two under load)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    """The voice encoder, once per process: resemblyzer's weights, run in numpy
+    (:mod:`pipeline.transcription.voice_encoder`; no torch in a transcription worker)."""
+    return load_voice_encoder()
 
 
 def warm_up_encoder() -> None:
-    """Load the encoder and run it once, import scikit-learn and load the VAD, so none of it
-    lands in the first file's diarization time. The mel spectrogram is our own numpy code
+    """Load the encoder and run it once, import the clustering code and load the VAD, so none
+    of it lands in the first file's diarization time. The mel spectrogram is our own numpy code
     (:mod:`pipeline.transcription.melspec`), not librosa's, whose first call alone cost
     seconds of lazy imports and numba compilation."""
     encoder = load_encoder()
     mel = mel_spectrogram(np.zeros(2 * SAMPLE_RATE, dtype=np.float32))
-    import torch
-
-    with one_torch_thread(), torch.no_grad():
-        encoder(torch.from_numpy(mel[None, :_FRAMES].copy()))
-    import sklearn.cluster
-    import sklearn.metrics  # noqa: F401  # imported here, not in the first file's diarization
-
+    with one_blas_thread():
+        encoder(mel[None, :_FRAMES])
     voiced_islands(np.zeros(SAMPLE_RATE, dtype=np.float32), [])  # imports webrtcvad
 
 
@@ -233,15 +205,11 @@ class Diarizer:
         ]
         if not chosen or last < 0:
             return
-        import torch
-
         encoder = load_encoder()
-        with one_torch_thread():
+        with one_blas_thread():
             for at in range(0, len(chosen), _BATCH):
                 batch = np.stack([mel[f : f + _FRAMES] for f, _ in chosen[at : at + _BATCH]])
-                with torch.no_grad():
-                    embeds = encoder(torch.from_numpy(batch).to(encoder.device)).cpu().numpy()
-                self.vectors.extend(embeds.astype(np.float32))
+                self.vectors.extend(encoder(batch))
         self.centers.extend(offset + f / 100 + WINDOW_SECONDS / 2 for f, _ in chosen)
         self.units.extend(self._next_unit + unit for _, unit in chosen)
         self._next_unit += len(bounds)
@@ -339,23 +307,16 @@ def choose_clusters(
     n = len(x)
     if high <= 1 or n < 2:
         return np.zeros(n, dtype=np.int64), {}
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.metrics import silhouette_score
-
-    def fit(rows: npt.NDArray[np.float32], **how: Any) -> npt.NDArray[np.int64]:
-        model = AgglomerativeClustering(metric="cosine", linkage="average", **how)
-        return np.asarray(model.fit_predict(rows), dtype=np.int64)
-
     scores: dict[str, float] = {}
     candidates = range(max(2, low), min(high, n - 1) + 1)
     if fixed:
-        labels = fit(x, n_clusters=min(high, n))
+        labels = agglomerative(x, n_clusters=min(high, n))
     elif candidates:
         centred = x - x.mean(axis=0)
         centred /= np.linalg.norm(centred, axis=1, keepdims=True) + 1e-9
-        tried = {k: fit(centred, n_clusters=k) for k in candidates}
+        tried = {k: agglomerative(centred, n_clusters=k) for k in candidates}
         for k, split in tried.items():
-            scores[str(k)] = round(float(silhouette_score(centred, split, metric="cosine")), 3)
+            scores[str(k)] = round(cosine_silhouette(centred, split), 3)
         best = max(tried, key=lambda k: (scores[str(k)], -k))  # a tie goes to fewer
         labels = tried[best]
         if low <= 1 and (
@@ -363,10 +324,10 @@ def choose_clusters(
         ):
             labels = np.zeros(n, dtype=np.int64)
     else:
-        labels = fit(x, n_clusters=None, distance_threshold=1.0 - SAME_VOICE_SIMILARITY)
+        labels = agglomerative(x, distance_threshold=1.0 - SAME_VOICE_SIMILARITY)
         found = len(set(labels.tolist()))
         if found < low or found > high:
-            labels = fit(x, n_clusters=min(max(found, low), high, n))
+            labels = agglomerative(x, n_clusters=min(max(found, low), high, n))
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64), scores
 
@@ -374,12 +335,151 @@ def choose_clusters(
 def _halves_similarity(x: npt.NDArray[np.float32]) -> float:
     """Mean cosine similarity between the two groups of the best split of ``x`` into two
     (average linkage's last merge)."""
-    from sklearn.cluster import AgglomerativeClustering
-
-    halves = AgglomerativeClustering(n_clusters=2, metric="cosine", linkage="average")
-    labels = np.asarray(halves.fit_predict(x))
+    labels = agglomerative(x, n_clusters=2)
     a, b = x[labels == 0], x[labels == 1]
     return float(np.mean(a @ b.T)) if len(a) and len(b) else 1.0
+
+
+def agglomerative(
+    x: npt.NDArray[np.float32],
+    *,
+    n_clusters: int | None = None,
+    distance_threshold: float | None = None,
+) -> npt.NDArray[np.int64]:
+    """Average-linkage clustering of the rows of ``x`` on cosine distance: the labels of
+    scikit-learn's ``AgglomerativeClustering(metric="cosine", linkage="average")`` with
+    ``n_clusters`` or ``distance_threshold`` (clusters numbered 0..k-1 by their first row).
+
+    scikit-learn builds that tree with ``scipy.cluster.hierarchy.linkage`` and cuts it by
+    undoing its last merges; :func:`average_linkage` builds the same tree in numpy, because
+    importing ``scipy.cluster`` (which imports ``scipy.spatial`` and ``scipy.linalg``) or
+    scikit-learn cost a transcription worker's cold start 0.3-2 s (tests/test_voice_encoder.py
+    compares the labels with scikit-learn's)."""
+    n = len(x)
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    pairs, heights = average_linkage(x)
+    if distance_threshold is not None:
+        k = int(np.count_nonzero(heights >= distance_threshold)) + 1
+    elif n_clusters is not None:
+        k = n_clusters
+    else:
+        raise ValueError("agglomerative: give n_clusters or distance_threshold")
+    if not 1 <= k <= n:
+        raise ValueError(f"agglomerative: {k} clusters of {n} rows")
+    parent = list(range(n))  # union-find over the rows: the first n - k merges
+
+    def root(row: int) -> int:
+        while parent[row] != row:
+            parent[row] = parent[parent[row]]
+            row = parent[row]
+        return row
+
+    for a, b in pairs[: n - k].tolist():
+        parent[root(a)] = root(b)
+    numbers: dict[int, int] = {}
+    return np.asarray([numbers.setdefault(root(i), len(numbers)) for i in range(n)], np.int64)
+
+
+def average_linkage(
+    x: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The merges of average-linkage (UPGMA) clustering on cosine distance, lowest first:
+    ``(pairs, heights)``, each pair two rows of ``x`` that lie in the two clusters merged.
+
+    What ``scipy.cluster.hierarchy.linkage(x, "average", "cosine")`` computes, by its own
+    algorithm (the nearest-neighbour chain, with its tie-breaking: the previous link of the
+    chain, else the lowest row), in float64 on the condensed distance matrix (the same memory
+    as scipy's, ``n (n - 1) / 2`` doubles), with the merges sorted stably by height."""
+    rows = np.asarray(x, dtype=np.float64)
+    n = len(rows)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    norms[norms == 0] = 1.0
+    unit = rows / norms[:, np.newaxis]
+    at = np.arange(n, dtype=np.int64)
+    base = n * at - at * (at + 1) // 2 - at - 1  # condensed index of (i, j), i < j: base[i] + j
+    condensed = np.empty(n * (n - 1) // 2)
+    for i in range(n - 1):  # row by row: never an n x n matrix
+        similarity = unit[i + 1 :] @ unit[i]
+        condensed[base[i] + i + 1 : base[i] + n] = 1.0 - np.clip(similarity, -1.0, 1.0)
+    size = np.ones(n)
+    alive = np.ones(n, dtype=bool)
+
+    def index_row(i: int) -> npt.NDArray[np.int64]:
+        out = np.where(at < i, base + i, base[i] + at)
+        out[i] = 0  # not used: masked below
+        return out
+
+    def distances(i: int, where: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        row = condensed[where]
+        row[~alive] = np.inf
+        row[i] = np.inf
+        return row
+
+    pairs = np.zeros((max(n - 1, 0), 2), dtype=np.int64)
+    heights = np.zeros(max(n - 1, 0))
+    chain: list[int] = []
+    for step in range(n - 1):
+        if not chain:
+            chain.append(int(np.flatnonzero(alive)[0]))
+        while True:
+            last = chain[-1]
+            row = distances(last, index_row(last))
+            nearest = int(np.argmin(row))
+            if len(chain) > 1 and row[chain[-2]] <= row[nearest]:
+                nearest = chain[-2]
+                break
+            chain.append(nearest)
+        chain.pop()
+        chain.pop()
+        a, b = min(last, nearest), max(last, nearest)
+        where_a, where_b = index_row(a), index_row(b)
+        height = float(condensed[where_a[b]])
+        pairs[step] = (a, b)
+        heights[step] = height
+        alive[a] = False  # the merged cluster keeps b's row, as scipy's does
+        others = alive.copy()
+        others[b] = False
+        merged = (size[a] * condensed[where_a] + size[b] * condensed[where_b]) / (size[a] + size[b])
+        condensed[where_b[others]] = merged[others]
+        size[b] += size[a]
+    order = np.argsort(heights, kind="stable")
+    return pairs[order], heights[order]
+
+
+def cosine_silhouette(x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> float:
+    """Mean silhouette of ``labels`` (0..k-1, 2 <= k < len(x)) on cosine distance, computed as
+    ``sklearn.metrics.silhouette_score(x, labels, metric="cosine")`` does it (same dtype, same
+    order of operations, a one-member cluster scores 0)."""
+    rows = np.asarray(x)
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    norms[norms == 0] = 1
+    unit = rows / norms[:, np.newaxis]
+    _, labels = np.unique(labels, return_inverse=True)
+    freqs = np.bincount(labels)
+    n, k = len(rows), len(freqs)
+    if not 2 <= k <= n - 1:
+        raise ValueError(f"silhouette: {k} clusters of {n} rows")
+    per_cluster = np.zeros((n, k), dtype=unit.dtype)
+    chunk = max(1, (1 << 22) // n)  # rows of distances at a time: 16 MiB of float32
+    for start in range(0, n, chunk):
+        distances = unit[start : start + chunk] @ unit.T
+        distances *= -1
+        distances += 1
+        np.clip(distances, 0, 2, out=distances)
+        for offset, row in enumerate(distances):
+            row[start + offset] = 0
+            per_cluster[start + offset] += np.bincount(labels, weights=row, minlength=k)
+    index = (np.arange(n), labels)
+    intra = per_cluster[index]
+    per_cluster[index] = np.inf
+    per_cluster /= freqs
+    inter = per_cluster.min(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= (freqs - 1).take(labels, mode="clip")
+        samples = inter - intra
+        samples /= np.maximum(intra, inter)
+    return float(np.mean(np.nan_to_num(samples)))
 
 
 def _first_appearance(
