@@ -247,8 +247,15 @@ def word_json(word: TimedWord, letters: dict[str, str], speakers: bool) -> dict[
     }
 
 
-def _group_json(group: list[TimedWord], letters: dict[str, str], speakers: bool) -> dict[str, Any]:
-    words = [word_json(w, letters, speakers) for w in group]
+def _group_json(
+    group: list[TimedWord],
+    letters: dict[str, str],
+    speakers: bool,
+    made: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A sentence, paragraph or utterance; ``made``: its words' :func:`word_json` already made
+    (the utterances of a transcript object are the same words as its ``words``)."""
+    words = made if made is not None else [word_json(w, letters, speakers) for w in group]
     return {
         "text": " ".join(w.text for w in group),
         "start": words[0]["start"],
@@ -264,10 +271,11 @@ def _normal(text: str) -> str:
     return re.sub(r"[^\w']+", " ", text.casefold()).strip()
 
 
-def _occurrences(phrase: str, words: list[TimedWord]) -> list[tuple[int, int]]:
-    """(start ms, end ms) of every place ``phrase`` is said, matched word by word."""
+def _occurrences(phrase: str, words: list[TimedWord], said: list[str]) -> list[tuple[int, int]]:
+    """(start ms, end ms) of every place ``phrase`` is said, matched word by word (``said``:
+    ``_normal`` of each of ``words``, computed once per answer by :func:`transcript_json`: the
+    regular expression per word and phrase was most of a status read's Python time)."""
     target = _normal(phrase).split()
-    said = [_normal(w.text) for w in words]
     found: list[tuple[int, int]] = []
     if not target:
         return found
@@ -301,21 +309,25 @@ def _sentiments(result: Mapping[str, Any], words: list[TimedWord]) -> list[dict[
     return found
 
 
-def _entities(result: Mapping[str, Any], words: list[TimedWord]) -> list[dict[str, Any]]:
+def _entities(
+    result: Mapping[str, Any], words: list[TimedWord], said: list[str]
+) -> list[dict[str, Any]]:
     found = []
     for entity in result.get("entities") or []:
         kind = ENTITY_TYPES.get(str(entity.get("label")))
         if kind is None:
             continue
-        for start, end in _occurrences(str(entity.get("text", "")), words)[:1] or [(0, 0)]:
+        for start, end in _occurrences(str(entity.get("text", "")), words, said)[:1] or [(0, 0)]:
             found.append({"entity_type": kind, "text": entity["text"], "start": start, "end": end})
     return found
 
 
-def _highlights(result: Mapping[str, Any], words: list[TimedWord]) -> dict[str, Any]:
+def _highlights(
+    result: Mapping[str, Any], words: list[TimedWord], said: list[str]
+) -> dict[str, Any]:
     results = []
     for keyword in result.get("keywords") or []:
-        spans = _occurrences(str(keyword.get("keyword", "")), words)
+        spans = _occurrences(str(keyword.get("keyword", "")), words, said)
         results.append(
             {
                 "count": max(len(spans), 1),
@@ -373,16 +385,21 @@ def transcript_json(
     words = words_of(version.segments)
     letters: dict[str, str] = {}
     speakers = native or bool(echo.get("speaker_labels") or echo.get("multichannel"))
+    word_dicts = [word_json(w, letters, speakers) for w in words]
     body.update(
         text=version.text,
-        words=[word_json(w, letters, speakers) for w in words],
+        words=word_dicts,
         confidence=version.confidence,
         language_code=body["language_code"] or version.language_code,
         speech_model_used=version.model_name,
     )
     if speakers and words:
+        # Every word once (the letters are given in the order of ``words``, so an utterance's
+        # words are the very same objects): the status read's answer is built per poll.
+        made = {id(w): d for w, d in zip(words, word_dicts, strict=True)}
         body["utterances"] = [
-            _group_json(group, letters, True) for group in paragraphs_of(words, pause=1e9)
+            _group_json(group, letters, True, [made[id(w)] for w in group])
+            for group in paragraphs_of(words, pause=1e9)
         ]
     by_type = {a.analysis_type: a.result for a in analyses}
     wanted = {
@@ -393,10 +410,14 @@ def transcript_json(
     }
     if wanted["sentiment"] and "sentiment" in by_type:
         body["sentiment_analysis_results"] = _sentiments(by_type["sentiment"], words)
+    found_in_words = (wanted["entities"] and "entities" in by_type) or (
+        wanted["keywords"] and "keywords" in by_type
+    )
+    said = [_normal(w.text) for w in words] if found_in_words else []
     if wanted["entities"] and "entities" in by_type:
-        body["entities"] = _entities(by_type["entities"], words)
+        body["entities"] = _entities(by_type["entities"], words, said)
     if wanted["keywords"] and "keywords" in by_type:
-        body["auto_highlights_result"] = _highlights(by_type["keywords"], words)
+        body["auto_highlights_result"] = _highlights(by_type["keywords"], words, said)
     if (native or echo.get("auto_chapters")) and "chapters" in by_type:
         body["chapters"] = [
             {"summary": c.get("summary") or "", "headline": c.get("headline") or "",

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 import psycopg
+import pydantic_core
 from psycopg.rows import namedtuple_row
+from psycopg.types.json import JsonbLoader
+from starlette.responses import JSONResponse
 
 from interfaces.api.compat import Readable
 from interfaces.api.deps import TOUCH_INTERVAL, UNAUTHENTICATED, Caller, app_engine
@@ -36,6 +40,30 @@ STATUS_READ: Final = "SELECT * FROM app_read_file(%(credential)s, %(file_id)s)"
 TRANSCRIPT_READ: Final = "SELECT * FROM app_read_transcript(%(credential)s, %(file_id)s)"
 PRESENT: Final = "SELECT set_config('app.credential', %(credential)s, true)"
 UNAVAILABLE: Final = "the database is unavailable; try again shortly"
+
+
+def _rust_loads(data: str | bytes) -> Any:
+    return pydantic_core.from_json(data)
+
+
+class _RustJsonb(JsonbLoader):
+    """jsonb parsed by pydantic-core's parser (Rust), for the status reads' cursor only: the
+    transcript read returns the whole transcript with its segments and analyses as jsonb, and
+    ``json.loads`` of it was ~0.1 ms of every poll. Same values as ``json.loads`` (integers of
+    any size, floats, the last of duplicate keys)."""
+
+    _loads: Callable[[str | bytes], Any] = _rust_loads
+
+
+class FastJSONResponse(JSONResponse):
+    """``JSONResponse`` serialised by pydantic-core (Rust), in a fraction of the time
+    (~8 KB per AssemblyAI transcript object): the same bytes as Starlette's ``json.dumps``
+    (compact, UTF-8 unescaped) for the plain JSON values the status reads answer, but for
+    floats below 1e-4: ``0.00004`` and ``1e-7`` where Python writes ``4e-05`` and ``1e-07``
+    (the same numbers)."""
+
+    def render(self, content: Any) -> bytes:
+        return pydantic_core.to_json(content)
 
 
 def _caller(who: dict[str, Any], credential: str) -> Caller:
@@ -79,6 +107,7 @@ def read_status(
         conn.autocommit = True  # one statement, its own transaction: no BEGIN/COMMIT trips
         try:
             with conn.cursor(row_factory=namedtuple_row) as cursor:
+                cursor.adapters.register_loader("jsonb", _RustJsonb)
                 cursor.execute(
                     statement, {"credential": credential, "file_id": file_id}, prepare=True
                 )

@@ -42,7 +42,12 @@ from interfaces.api.deps import (
     unit,
 )
 from interfaces.api.errors import ApiError
-from interfaces.api.fastread import TRANSCRIPT_READ, read_status, transcript_parts
+from interfaces.api.fastread import (
+    TRANSCRIPT_READ,
+    FastJSONResponse,
+    read_status,
+    transcript_parts,
+)
 from interfaces.api.uploads import UPLOADERS
 from pipeline.audio.sniff import sniff_fileobj
 from pipeline.export import to_srt, to_vtt
@@ -161,7 +166,7 @@ async def get_transcript(request: Request, transcript_id: str) -> JSONResponse:
     body = aai.transcript_json(
         row, found, cast(list[Analysis], analyses), webhook_status_code=row.webhook_status
     )
-    return JSONResponse(body)
+    return FastJSONResponse(body)
 
 
 @router.get("/transcript", summary="The caller's transcripts, newest first")

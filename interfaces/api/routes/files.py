@@ -27,7 +27,7 @@ from db.transcripts import search_transcripts as search_db
 from interfaces.api import views
 from interfaces.api.deps import UNAUTHENTICATED, Caller, Reader, Writer, credential_from
 from interfaces.api.errors import ApiError, not_found
-from interfaces.api.fastread import read_status
+from interfaces.api.fastread import FastJSONResponse, read_status
 from interfaces.api.uploads import receive_upload, submitted
 from pipeline.export import EXPORT_FORMATS, ExportFormat, render
 
@@ -160,7 +160,7 @@ async def get_file(request: Request, file_id: uuid.UUID) -> JSONResponse:
         raise UNAUTHENTICATED
     who, row = await run_in_threadpool(read_status, credential, file_id)
     request.state.caller = who
-    return JSONResponse(views.file_detail(row))
+    return FastJSONResponse(views.file_detail(row))
 
 
 def _version(session: Session, file_id: uuid.UUID, version: int | None) -> Transcription:
