@@ -31,18 +31,9 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
-
-import mutagen
-from mutagen.flac import FLAC
-from mutagen.mp3 import MP3
-from mutagen.mp4 import MP4
-from mutagen.oggflac import OggFLAC
-from mutagen.oggopus import OggOpus
-from mutagen.oggspeex import OggSpeex
-from mutagen.oggvorbis import OggVorbis
-from mutagen.wave import WAVE
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipeline.audio.decode import (
     checked_format,
@@ -54,24 +45,13 @@ from pipeline.audio.decode import (
 from pipeline.audio.formats import FFMPEG_DEMUXERS, LABELS, AudioFormat, ensure_audio_format
 from pipeline.errors import AudioTooLong, CorruptAudio, EmptyAudio, StorageError, UnsupportedAudio
 
+if TYPE_CHECKING:
+    import mutagen
+
 ProbeTool = Literal["mutagen", "ffprobe", "pyav"]
 FFPROBE_TIMEOUT_S = 120
 log = logging.getLogger(__name__)
 
-_MUTAGEN_TYPES: dict[AudioFormat, list[type[mutagen.FileType]]] = {
-    AudioFormat.MP3: [MP3],
-    AudioFormat.WAV: [WAVE],
-    AudioFormat.OGG: [OggVorbis, OggOpus, OggFLAC, OggSpeex],
-    AudioFormat.M4A: [MP4],
-    AudioFormat.FLAC: [FLAC],
-    AudioFormat.WEBM: [],  # mutagen has no Matroska reader
-}
-_OGG_CODECS: dict[type[mutagen.FileType], str] = {
-    OggVorbis: "vorbis",
-    OggOpus: "opus",
-    OggFLAC: "flac",
-    OggSpeex: "speex",
-}
 _MP4_CODECS = {"alac": "alac", "ac-3": "ac3", "ec-3": "eac3", "opus": "opus", "flac": "flac"}
 _SKIPPED_TAGS = {"metadata_block_picture", "covr", "coverart"}  # pictures, not text
 _MAX_TAGS = 64
@@ -149,6 +129,32 @@ def tags_as_json(items: Any) -> dict[str, str]:
 # --- mutagen --------------------------------------------------------------------------------
 
 
+@cache
+def _mutagen_types() -> dict[AudioFormat, list[type[mutagen.FileType]]]:
+    """mutagen's readers per format, imported on the first probe: only the ingest stage probes,
+    and importing mutagen's readers was 2-4% of a transcription worker's start-up imports."""
+    from mutagen.flac import FLAC
+    from mutagen.mp3 import MP3
+    from mutagen.mp4 import MP4
+    from mutagen.oggflac import OggFLAC
+    from mutagen.oggopus import OggOpus
+    from mutagen.oggspeex import OggSpeex
+    from mutagen.oggvorbis import OggVorbis
+    from mutagen.wave import WAVE
+
+    return {
+        AudioFormat.MP3: [MP3],
+        AudioFormat.WAV: [WAVE],
+        AudioFormat.OGG: [OggVorbis, OggOpus, OggFLAC, OggSpeex],
+        AudioFormat.M4A: [MP4],
+        AudioFormat.FLAC: [FLAC],
+        AudioFormat.WEBM: [],  # mutagen has no Matroska reader
+    }
+
+
+_OGG_CODECS = {"OggVorbis": "vorbis", "OggOpus": "opus", "OggFLAC": "flac", "OggSpeex": "speex"}
+
+
 def _wave_codec(audio_format: int, bits: int) -> str | None:
     if audio_format == 1:
         return "pcm_u8" if bits == 8 else f"pcm_s{bits}le"
@@ -158,6 +164,11 @@ def _wave_codec(audio_format: int, bits: int) -> str | None:
 
 
 def _mutagen_codec(kind: mutagen.FileType, info: Any) -> str | None:
+    from mutagen.flac import FLAC
+    from mutagen.mp3 import MP3
+    from mutagen.mp4 import MP4
+    from mutagen.wave import WAVE
+
     if isinstance(kind, MP3):
         return "mp3" if info.layer == 3 else f"mp{info.layer}"
     if isinstance(kind, WAVE):
@@ -171,15 +182,19 @@ def _mutagen_codec(kind: mutagen.FileType, info: Any) -> str | None:
         return _MP4_CODECS.get(codec.lower())
     if isinstance(kind, FLAC):
         return "flac"
-    return _OGG_CODECS.get(type(kind))
+    return _OGG_CODECS.get(type(kind).__name__)
 
 
 def probe_with_mutagen(path: str | os.PathLike[str], fmt: AudioFormat) -> AudioInfo | None:
     """Header facts via mutagen; None where mutagen has no answer (WebM, unknown codec, a
     stream it is unsure of). Raises :class:`CorruptAudio` when mutagen finds the file broken."""
-    types = _MUTAGEN_TYPES[fmt]
+    types = _mutagen_types()[fmt]
     if not types:
         return None
+    import mutagen
+    from mutagen.mp3 import MP3
+    from mutagen.mp4 import MP4
+
     try:
         audio = mutagen.File(os.fspath(path), options=types)
     except mutagen.MutagenError as err:
