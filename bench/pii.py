@@ -4,9 +4,10 @@ transcribed by Whisper, detected and redacted as the analyze stage does it.
 Run: ``.venv/bin/python -m bench.pii [--per-type 12] [--model base]`` (or ``python -m bench
 --only pii``: base, as a section of the run's report with the targets); writes
 ``bench/results/<date>-<host>-pii[-<model>].{json,md}`` with the model, the machine and its
-load. ``base`` is the default: it is the packaged model to run for calls that need redaction
-(``tiny.en`` hears "card number" as "current number" and drops digits far more often; both
-figures are in docs/call-intelligence.md).
+load. ``base`` is the default, as it is for redaction jobs that name no model
+(``TELEAI_PII_WHISPER_MODEL``, :func:`pipeline.pii_types.redaction_model`): ``tiny.en`` hears
+"card number" as "current number" and mishears or drops card digits far more often; both
+figures are in docs/call-intelligence.md.
 
 Each sentence holds exactly one item of one type (or none: the negatives), with its value;
 every clip goes through the stage functions the workers call (``transcribe_call`` with the

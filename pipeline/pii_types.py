@@ -7,6 +7,11 @@ that validating a job's options (:mod:`pipeline.options`) stays cheap for the CL
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.options import JobOptions
+    from pipeline.settings import Settings
 
 # Our types, in the order they are documented; also the names --pii-types accepts.
 PII_TYPES: tuple[str, ...] = (
@@ -51,3 +56,21 @@ def pii_types_of(names: Iterable[str]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown PII types {unknown}; known: {', '.join(PII_TYPES)}")
     return tuple(dict.fromkeys(chosen)) or PII_TYPES
+
+
+def redaction_model(options: JobOptions, settings: Settings) -> str | None:
+    """The Whisper model a job with ``redact_pii`` runs with when nobody chose one, else None.
+
+    Redaction is only as good as the transcript's digits: with the default ``tiny.en`` card
+    recall is 0.50 end to end (it hears "card number" as "current number" and the digits it
+    writes then fail the Luhn check), with ``base`` 1.00 (bench ``pii``,
+    docs/call-intelligence.md). So a redaction job whose options name no model runs on
+    ``TELEAI_PII_WHISPER_MODEL`` (``base``) — unless the operator set ``TELEAI_WHISPER_MODEL``
+    (``model_fields_set``: an explicit choice, perhaps a larger model, is kept) or the job chose
+    its model (its ``model`` option; a re-transcription's model is applied by the caller).
+    """
+    if not options.redact_pii or options.model or not settings.pii_whisper_model:
+        return None
+    if "whisper_model" in settings.model_fields_set:
+        return None
+    return settings.pii_whisper_model

@@ -35,6 +35,7 @@ from pipeline.audio.validate import validate_upload
 from pipeline.errors import PermanentError, PipelineError, classify
 from pipeline.memguard import memory_budget
 from pipeline.options import JobOptions, options_of
+from pipeline.pii_types import redaction_model
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -284,6 +285,10 @@ def _engine_settings(session: Session, file_id: uuid.UUID, settings: Settings) -
     }
     override = stored.get("transcription_override") or {}
     update |= {k: v for k, v in override.items() if k in {"engine", "whisper_model"} and v}
+    if "whisper_model" not in update:  # a redaction job nobody chose a model for
+        pii_model = redaction_model(chosen, settings)
+        if pii_model is not None:
+            update["whisper_model"] = pii_model
     return settings.model_copy(update=update) if update else settings
 
 

@@ -162,6 +162,15 @@ class Settings(BaseSettings):
     pii_min_score: float = Field(
         0.5, ge=0.0, le=1.0, description="Presidio score a PII finding needs to count."
     )
+    pii_whisper_model: str = Field(
+        "base",
+        description=(
+            "Whisper model for jobs with redact_pii when neither the job (its 'model' option or "
+            "a re-transcription) nor TELEAI_WHISPER_MODEL chose one: tiny.en mishears card "
+            "digits and the cues around them (bench 'pii', docs/call-intelligence.md). Empty: "
+            "use TELEAI_WHISPER_MODEL."
+        ),
+    )
     pii_hash_key: SecretStr | None = Field(
         None,
         description="Key of the 'hash' PII substitution; unset: the file id (per-call hashes).",

@@ -51,6 +51,15 @@ PRIORITY = {
     "person": 2,
 }
 _BIRTH_CUE = re.compile(r"\b(?:born|birth|dob|d\.o\.b|birthday)\b[^.?!]{0,30}$", re.IGNORECASE)
+# Words after which a capitalised word is what someone is called, not where they are: spaCy
+# tags "Macon" in "you can call me Macon 447 …" (Whisper's "call me back on") as a place. A
+# place the caller names comes after "in", "at", "from", "to" … ("I live in Macon").
+_NAMED_AS = re.compile(
+    r"\b(?:call me|call him|call her|this is|my name is|my name's|"
+    r"name is|i am|i'm|speaking with|speak to|talking to|spoke with|spoke to|ask for)"
+    r"[\s,:]*$",
+    re.IGNORECASE,
+)
 WINDOW_CHARS = 4000  # Presidio (spaCy) per call: bounded memory on long calls
 OVERLAP_PIECES = 12  # words shared by neighbouring windows, so no span is cut at a seam
 
@@ -139,8 +148,14 @@ def _windows(norm: Normalised) -> list[tuple[int, int]]:
 
 
 def _our_type(entity: str, norm: Normalised, start: int) -> str | None:
+    """Our type of a Presidio finding at ``start``, or None when it is not personal data here:
+    a date is a date of birth only after a birth cue; a spaCy place right after "call me",
+    "this is", "my name is" … is a name (or a misheard word), not a location."""
+    before = norm.text[max(0, start - 40) : start]
     if entity == "DATE_TIME":
-        return "date_of_birth" if _BIRTH_CUE.search(norm.text[max(0, start - 40) : start]) else None
+        return "date_of_birth" if _BIRTH_CUE.search(before) else None
+    if entity == "LOCATION" and _NAMED_AS.search(before):
+        return None
     return FROM_PRESIDIO.get(entity)
 
 
