@@ -62,15 +62,17 @@ def redaction_model(options: JobOptions, settings: Settings) -> str | None:
     """The Whisper model a job with ``redact_pii`` runs with when nobody chose one, else None.
 
     Redaction is only as good as the transcript's digits: with the default ``tiny.en`` card
-    recall is 0.50 end to end (it hears "card number" as "current number" and the digits it
-    writes then fail the Luhn check), with ``base`` 1.00 (bench ``pii``,
-    docs/call-intelligence.md). So a redaction job whose options name no model runs on
-    ``TELEAI_PII_WHISPER_MODEL`` (``base``) — unless the operator set ``TELEAI_WHISPER_MODEL``
-    (``model_fields_set``: an explicit choice, perhaps a larger model, is kept) or the job chose
-    its model (its ``model`` option; a re-transcription's model is applied by the caller).
+    recall is 0.50 end to end (it mishears the digits, and "card number" as "current number"),
+    with ``base`` 1.00 (bench ``pii``, docs/call-intelligence.md). So a redaction job whose
+    options name no model, on a worker running the default model, is transcribed with
+    ``TELEAI_PII_WHISPER_MODEL`` (``base``). Kept: the job's ``model`` option (a
+    re-transcription's model is applied by the caller), and a worker model other than the
+    default (an operator's larger model is no reason to fall back to ``base``). The default
+    counts even when named (docker-compose.yml always sets ``TELEAI_WHISPER_MODEL``); an operator
+    who wants tiny.en for redaction too sets ``TELEAI_PII_WHISPER_MODEL`` empty.
     """
     if not options.redact_pii or options.model or not settings.pii_whisper_model:
         return None
-    if "whisper_model" in settings.model_fields_set:
+    if settings.whisper_model != type(settings).model_fields["whisper_model"].default:
         return None
     return settings.pii_whisper_model

@@ -165,8 +165,8 @@ class Settings(BaseSettings):
     pii_whisper_model: str = Field(
         "base",
         description=(
-            "Whisper model for jobs with redact_pii when neither the job (its 'model' option or "
-            "a re-transcription) nor TELEAI_WHISPER_MODEL chose one: tiny.en mishears card "
+            "Whisper model for jobs with redact_pii that name no model (nor a re-transcription "
+            "one) while TELEAI_WHISPER_MODEL is the default tiny.en, which mishears card "
             "digits and the cues around them (bench 'pii', docs/call-intelligence.md). Empty: "
             "use TELEAI_WHISPER_MODEL."
         ),

@@ -134,10 +134,12 @@ def test_an_explicit_model_choice_is_kept(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("TELEAI_WHISPER_MODEL", raising=False)
     # The job's own model option
     assert redaction_model(JobOptions(redact_pii=True, model="tiny.en"), Settings()) is None
-    # The operator's TELEAI_WHISPER_MODEL, even when it names the default
-    monkeypatch.setenv("TELEAI_WHISPER_MODEL", "tiny.en")
+    # The operator's model, when it is not the default
+    monkeypatch.setenv("TELEAI_WHISPER_MODEL", "/models/large-v3")
     assert redaction_model(JobOptions(redact_pii=True), Settings()) is None
-    monkeypatch.delenv("TELEAI_WHISPER_MODEL")
+    # The default named explicitly (docker-compose.yml does): still the redaction model
+    monkeypatch.setenv("TELEAI_WHISPER_MODEL", "tiny.en")
+    assert redaction_model(JobOptions(redact_pii=True), Settings()) == "base"
     # Switched off
     monkeypatch.setenv("TELEAI_PII_WHISPER_MODEL", "")
     assert redaction_model(JobOptions(redact_pii=True), Settings()) is None
