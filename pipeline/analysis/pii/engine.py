@@ -27,16 +27,25 @@ Recognisers added for calls (Presidio misses these in speech):
   "visa" …). A number that passes the Luhn check scores 1.0; one that fails it still counts
   (0.6) in a card context, as AssemblyAI treats spoken card-like digit runs, because a digit
   the speech recogniser dropped or repeated breaks the check but the number is still the
-  caller's card. Without a card cue only Presidio's Luhn-checked recogniser finds cards;
+  caller's card;
+* ``LuhnCardRecognizer``: no cue, the number's shape only: 13 to 19 digits starting as a card
+  does (2-6) that pass the Luhn check, because Whisper mishears the cue ("card number" as
+  "current number") more often than all sixteen digits. Presidio's own card pattern lacks the
+  2-series and 18-19 digits. A run that fails Luhn without a cue is no card (a reference);
+* ``SpokenPhoneRecognizer``'s "NANP shape": ten digits (eleven with a leading 1) shaped NXX NXX
+  XXXX, no cue needed ("call me Macon 913 …" for "call me back on");
 * ``SpokenEmailRecognizer``: what follows "my email is" / "e-mail address" … up to a word
   ending in a top-level domain ("Maria.com, so that email.com", "michael.martinat email.com"):
   the speech recogniser hears "at" and "dot" in many ways, and what a caller gives after that
   cue is their address even when no "@" can be rebuilt;
-* ``STREET_ADDRESS``: a house number, one to three words and a street word ("42 Baker Street");
+* ``STREET_ADDRESS``: a house number (or Whisper's ordinal of it), one to three words that are
+  no filler (a comma between them allowed) and a street word ("42 Baker Street", "261 Lake,
+  Street"; not "20 minutes on the road");
 * ``SPOKEN_PERSON``: one or two capitalised words after "my name is", "this is", "speaking
   with" …, because the small spaCy model misses many names in unpunctuated speech.
 
-Date of birth is a ``DATE_TIME`` with "born", "birth" or "DOB" just before it
+Date of birth is a ``DATE_TIME`` with "born", "birth" or "DOB" just before it, and a spaCy
+``LOCATION`` right after "call me" / "this is" / "my name is" … is no address
 (:mod:`pipeline.analysis.pii.detect`).
 """
 
