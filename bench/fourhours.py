@@ -3,10 +3,14 @@
 The long-file benchmark (:mod:`bench.longfile`) runs 10, 30 and 60 minutes; the four-hour
 target (peak worker RSS ≤ 1.5 GB, issue 16) needs the four-hour file itself, and at ~11× real
 time on two free cores that is over 20 minutes of both cores (much more on a shared machine),
-so it is its own benchmark, selected on purpose. It is the pipeline's path for a file of that
-length (``decode_windows`` → ``transcribe_windows``, batched since it is longer than
-``TELEAI_BATCHED_MIN_SECONDS``) in a fresh child that loads and warms the model as a worker
-does; the child's ``VmHWM`` is the peak.
+so it is its own benchmark, selected on purpose. It is the transcription worker's own call for
+a file of that length (``transcribe_call`` as ``run_transcribe`` makes it: ``decode_windows``,
+batched since it is longer than ``TELEAI_BATCHED_MIN_SECONDS``, the hallucination guard and,
+with ``TELEAI_DIARIZATION`` on as by default, the speaker embeddings and their clustering at
+the end) in a fresh child that warms up as a worker does (Whisper and the voice encoder, torch
+included); the child's ``VmHWM`` is the peak. Until 2026-12-01 14:40 it ran
+``transcribe_windows`` after a Whisper-only warm-up, which leaves out the diarizer (torch, the
+encoder, the clustering of every island of a four-hour call) that a worker holds.
 
 The child appends one line per finished window (:class:`bench.longfile.Progress`), so when the
 run is stopped by ``BENCH_LONGFILE_TIMEOUT_S`` (default three hours) the section still reports
@@ -56,7 +60,7 @@ def run(ctx: Context) -> Section:
     finished = None
     try:
         finished = _run_child(
-            ctx, file, "windowed", batched=True, window=window, progress=progress, timeout=timeout
+            ctx, file, "worker", batched=True, window=window, progress=progress, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         section.notes.append(f"stopped after {timeout:.0f} s ({TIMEOUT_ENV}): partial")
@@ -65,7 +69,8 @@ def run(ctx: Context) -> Section:
     lines = read_progress(progress)
     table = Table(
         f"Four-hour file ({file.seconds / 3600:.0f} h generated speech with pauses, "
-        f"{window:.0f}-s windows, batched): peak RSS as the file goes through",
+        f"{window:.0f}-s windows, batched, the worker's transcribe_call with diarization "
+        f"{'on' if Settings().diarization else 'off'}): peak RSS as the file goes through",
         ["audio h done", "windows", "wall s", "peak MiB", "1-min load"],
     )
     for line in lines[:: max(1, len(lines) // 12)] + lines[-1:]:
@@ -81,7 +86,9 @@ def run(ctx: Context) -> Section:
         measured = (
             f"{finished.peak_mib:.0f} MiB over the whole {finished.audio_seconds / 3600:.2f} h "
             f"({finished.windows} windows, {finished.seconds:.0f} s, "
-            f"{finished.rtf:.1f}× real time, WER {100 * finished.wer:.2f} %)"
+            f"{finished.rtf:.1f}× real time, WER {100 * finished.wer:.2f} %, "
+            f"diarization {finished.diarization or 'off'}: {finished.speakers} speakers in "
+            f"{finished.diarize_seconds:.0f} s)"
         )
         met: bool | None = finished.peak_mib <= PEAK_TARGET_MIB
         section.data = {"run": finished.__dict__ | {"text": finished.text[:2000]}}

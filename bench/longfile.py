@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +69,7 @@ class ChildRun:
 
     file: str
     audio_seconds: float
-    mode: str  # windowed | whole
+    mode: str  # windowed | whole | worker (transcribe_call after the worker's warm-up)
     inference: str
     windows: int
     seconds: float
@@ -77,6 +77,9 @@ class ChildRun:
     peak_mib: float
     text: str
     wer: float
+    diarize_seconds: float = 0.0  # worker mode: the speaker embeddings and clustering
+    speakers: int | None = None
+    diarization: str | None = None  # worker mode: the method, None when it did not run
 
     @property
     def added_mib(self) -> float:
@@ -116,6 +119,15 @@ class Progress:
             self.audio_end = window.start + len(window.samples) / SAMPLE_RATE
             yield window
 
+    def tracking(self, decode: Callable[..., Iterator[Window]]) -> Callable[..., Iterator[Window]]:
+        """``decode`` (``decode_windows``) with every window it yields passed through
+        :meth:`track`: for a caller that calls the decoder itself (``transcribe_call``)."""
+
+        def tracked(*args: Any, **kwargs: Any) -> Iterator[Window]:
+            return self.track(decode(*args, **kwargs))
+
+        return tracked
+
     def window_done(self) -> None:
         self.windows += 1
         if self.path is None:
@@ -143,10 +155,19 @@ def child_main(path: Path, mode: str, batched: bool, window: float, threads: int
 
     settings = Settings(whisper_cpu_threads=threads, transcribe_window_seconds=window)
     transcriber = get_transcriber(settings)
-    transcriber.transcribe(np.zeros(16000, dtype=np.float32), language="en")
+    if mode == "worker":
+        from pipeline.warmup import warm_up
+
+        warm_up({"transcribe"}, settings)  # Whisper and, with diarization on, the encoder
+    else:
+        transcriber.transcribe(np.zeros(16000, dtype=np.float32), language="en")
     warm = _vm_hwm_mib()
     started = time.perf_counter()
-    if mode == "whole":
+    extra: dict[str, Any] = {}
+    if mode == "worker":
+        transcript, extra = _worker_path(path, settings, transcriber, batched, started, warm)
+        windows = int(str(transcript.parameters["windows"]))
+    elif mode == "whole":
         transcript = transcriber.transcribe(decode_to_16k_mono(path), language="en")
         windows = 1
     else:
@@ -174,8 +195,49 @@ def child_main(path: Path, mode: str, batched: bool, window: float, threads: int
         "inference": transcript.parameters.get("inference"),
         "audio_seconds": transcript.duration,
         "text": transcript.text,
+        **extra,
     }
     print("RESULT " + json.dumps(result))
+
+
+def _worker_path(
+    path: Path,
+    settings: Any,
+    transcriber: Any,
+    batched: bool,
+    started: float,
+    warm: float,
+) -> tuple[Any, dict[str, Any]]:
+    """The transcription worker's own call (``run_transcribe`` → ``transcribe_call``, with
+    the worker's settings: diarization, hallucination guard, language per stretch), without
+    the database around it: what a worker process holds on this file. ``transcribe_call``
+    calls ``decode_windows`` itself, so the progress lines see its windows through a wrapper
+    around that function in this (throw-away) child process."""
+    from pipeline.audio.decode import checked_format
+    from pipeline.options import JobOptions
+    from pipeline.transcription import call as call_module
+
+    progress = Progress(os.environ.get(PROGRESS_ENV), started, warm)
+    call_module.decode_windows = progress.tracking(call_module.decode_windows)  # type: ignore[attr-defined]
+    call = call_module.transcribe_call(
+        transcriber,
+        path,
+        checked_format(path, None),
+        options=JobOptions(),
+        language=settings.language,
+        window_seconds=settings.transcribe_window_seconds,
+        max_seconds=settings.max_duration_seconds,
+        batched=batched,
+        diarization=settings.diarization,
+        per_segment_language=settings.language_per_segment,
+        between=progress.window_done,
+    )
+    speakers = call.metadata.get("speakers", {})
+    return call.transcript, {
+        "diarize_seconds": call.diarize_seconds,
+        "speakers": speakers.get("speakers"),
+        "diarization": speakers.get("method"),
+    }
 
 
 def _run_child(
@@ -220,6 +282,9 @@ def _run_child(
         peak_mib=float(data["peak_mib"]),
         text=str(data["text"]),
         wer=word_error_rate(file.reference, str(data["text"])),
+        diarize_seconds=float(data.get("diarize_seconds", 0.0)),
+        speakers=data.get("speakers"),
+        diarization=data.get("diarization") if data.get("diarization") != "none" else None,
     )
 
 
