@@ -179,6 +179,7 @@ def child_main(path: Path, mode: str, batched: bool, window: float, threads: int
                     path,
                     window_seconds=settings.transcribe_window_seconds,
                     max_seconds=settings.max_duration_seconds,
+                    whole_seconds=settings.transcribe_whole_max_seconds,
                 )
             ),
             language="en",
@@ -226,6 +227,7 @@ def _worker_path(
         options=JobOptions(),
         language=settings.language,
         window_seconds=settings.transcribe_window_seconds,
+        whole_seconds=settings.transcribe_whole_max_seconds,
         max_seconds=settings.max_duration_seconds,
         batched=batched,
         diarization=settings.diarization,

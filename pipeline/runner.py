@@ -209,6 +209,7 @@ def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> u
                 options=options,
                 language=settings.language,
                 window_seconds=settings.transcribe_window_seconds,
+                whole_seconds=settings.transcribe_whole_max_seconds,
                 max_seconds=settings.max_duration_seconds,
                 batched=batched,
                 diarization=settings.diarization,

@@ -97,6 +97,18 @@ class Settings(BaseSettings):
             "file's length (docs/performance.md, 'Long files')."
         ),
     )
+    transcribe_whole_max_seconds: float = Field(
+        900.0,
+        ge=0,
+        description=(
+            "Audio of at most this length is transcribed as one window, exactly as a whole "
+            "file: splitting changes a few words (+1.1 WER points on the 10-minute benchmark "
+            "file in 300-s windows). Longer audio comes in TELEAI_TRANSCRIBE_WINDOW_SECONDS "
+            "windows: one window of 841 s peaked at 1,210 MiB in a transcription worker, "
+            "1,800 s past 1,400 MiB, and a four-hour file would pay that on every window "
+            "(docs/performance.md, 'Long files'). 0 = always windows."
+        ),
+    )
     batched_min_seconds: float = Field(
         120.0,
         ge=0,

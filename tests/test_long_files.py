@@ -21,6 +21,7 @@ from bench.wer import normalize_text, word_error_rate
 from interfaces.speech import ESPEAK_VOICE, ESPEAK_WPM
 from pipeline.audio.decode import (
     SAMPLE_RATE,
+    Window,
     decode_to_16k_mono,
     decode_windows,
     measure_decoded_duration,
@@ -85,6 +86,32 @@ def test_windows_cover_the_file_exactly_and_cut_in_pauses(call: Path) -> None:
         assert float(np.sqrt(np.mean(around**2))) < 0.05 * loud, window.end
 
 
+def test_audio_up_to_whole_seconds_is_one_window_longer_audio_is_cut_as_before(
+    call: Path,
+) -> None:
+    whole = decode_to_16k_mono(call, AudioFormat.MP3)
+    seconds = len(whole) / SAMPLE_RATE
+
+    def windows(whole_seconds: float | None) -> list[Window]:
+        return list(
+            decode_windows(
+                call,
+                AudioFormat.MP3,
+                window_seconds=WINDOW_S,
+                search_seconds=SEARCH_S,
+                whole_seconds=whole_seconds,
+            )
+        )
+
+    one = windows(seconds + 1)
+    assert len(one) == 1 and one[0].start == 0.0
+    assert np.array_equal(one[0].samples, whole)  # the samples of the whole-file decode
+    plain, held = windows(None), windows(seconds - 1)  # held: just shorter than the file
+    assert len(plain) >= 3
+    assert [(w.start, w.seconds) for w in held] == [(w.start, w.seconds) for w in plain]
+    assert all(np.array_equal(h.samples, p.samples) for h, p in zip(held, plain, strict=True))
+
+
 def test_quietest_cut_finds_the_pause() -> None:
     tone = 0.5 * np.sin(np.arange(10 * SAMPLE_RATE) * 0.1).astype(np.float32)
     tone[6 * SAMPLE_RATE : 7 * SAMPLE_RATE] = 0.0
@@ -136,6 +163,13 @@ def test_one_window_is_the_whole_file_path(call: Path, transcriber: Transcriber)
     assert one.parameters["windows"] == 1
     assert one.text == direct.text
     assert [s.start for s in one.segments] == [s.start for s in direct.segments]
+    # A file shorter than whole_seconds is one window whatever the window length.
+    held = transcribe_windows(
+        transcriber,
+        decode_windows(call, AudioFormat.MP3, window_seconds=WINDOW_S, whole_seconds=600),
+        language="en",
+    )
+    assert held.parameters["windows"] == 1 and held.text == direct.text
 
 
 def test_the_inference_path_is_recorded(call: Path, transcriber: Transcriber) -> None:

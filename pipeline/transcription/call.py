@@ -99,6 +99,7 @@ def transcribe_call(
     options: JobOptions,
     language: str | None,
     window_seconds: float,
+    whole_seconds: float | None = None,
     max_seconds: float | None = None,
     batched: bool = False,
     diarization: bool = True,
@@ -107,7 +108,8 @@ def transcribe_call(
 ) -> CallTranscript:
     """Transcribe the file at ``path`` (see module docstring). ``language`` fixes the language
     (None: detect per stretch of speech); ``between`` runs after every window (the memory
-    guard's check)."""
+    guard's check). A signal of at most ``whole_seconds`` is one window, decoded as a whole
+    file; longer ones come in ``window_seconds`` windows (:func:`decode_windows`)."""
     started = time.perf_counter()
     count = decoded_channels(path, fmt)
     scan = scan_channels(path, fmt, count, max_seconds) if count > 1 else None
@@ -135,6 +137,7 @@ def transcribe_call(
                 window_seconds=window_seconds,
                 channel=source.channel,
                 max_seconds=max_seconds,
+                whole_seconds=whole_seconds,
             ),
             decode_spent,
         ):
