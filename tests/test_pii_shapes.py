@@ -143,3 +143,30 @@ def test_an_explicit_model_choice_is_kept(monkeypatch: pytest.MonkeyPatch) -> No
     # Switched off
     monkeypatch.setenv("TELEAI_PII_WHISPER_MODEL", "")
     assert redaction_model(JobOptions(redact_pii=True), Settings()) is None
+
+
+# --- an ordinal inside a digit run ----------------------------------------------------------
+
+
+def test_an_ordinal_inside_a_digit_run_is_its_digits() -> None:
+    from pipeline.analysis.pii.spoken import normalise
+
+    # tiny.en's "free free, 244, 86th free 2" for "3 3 3, 2 4 4, 8 6 3 2" (one digit lost)
+    heard = "You can call me Mac on free free, 244, 86th free 2."
+    assert normalise(heard.split()).text == "You can call me Mac on 332448632."
+    assert ("phone", "332448632") in _found(heard)
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "It costs 4.95 at 10:30 on the 26th.",  # an ordinal after a word
+        "We met on the 26th 3 times.",  # an ordinal that starts no run
+        "It is unit 123 4th floor.",  # an ordinal before a word
+        "Flat 12 3rd door.",  # a run of two digits before it
+    ],
+)
+def test_other_ordinals_stay_ordinals(kept: str) -> None:
+    from pipeline.analysis.pii.spoken import normalise
+
+    assert normalise(kept.split()).text == kept

@@ -21,7 +21,8 @@ any grouping (``555-120-34-567.``, ``4.8.95. 5.597.9711.4712.``, ``0-1, 7-8-0, 2
 digit words and digit groups mixed ("five five five, 1203"); a word glued to the digits after
 it ("Macon447," is "Macon 447,"); "i"/"in" for a nine and "o" for a zero inside a digit group
 ("490227i1805884", "I-118"); a sound-alike word ("for", "to", "free") before a long run; a full
-stop between two written digit groups (Whisper's pause, not a sentence end); and e-mail
+stop between two written digit groups (Whisper's pause, not a sentence end); an ordinal inside a
+run of three or more digits, before more digits ("244, 86th free 2"); and e-mail
 addresses with "at" heard as a dot or glued ("sarah.martin.outlook.com", "moorad outlook.com").
 A comma still ends a run after a day of the month ("March 12, 1985"), a decimal ("4.95") and a
 time ("10:30") are not digit groups, and a run is only rewritten when it is made of digits, so
@@ -153,6 +154,7 @@ MONTHS = frozenset(
      "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
      "sept", "oct", "nov", "dec"]
 )  # fmt: skip
+_ORDINAL = re.compile(r"^(?P<digits>\d{1,3})(?:st|nd|rd|th)$")
 LEAD_RUN_DIGITS = 6  # a sound-alike word starts a run only before this many digits
 
 
@@ -320,6 +322,22 @@ def _pause_between(before: str, after: str, run: Sequence[str]) -> bool:
     return all(len(g) >= 3 and g.isdigit() for g in groups)
 
 
+def _inner_ordinal(words: Sequence[str], j: int, run: Sequence[str]) -> str | None:
+    """The digits of word ``j`` if it is an ordinal Whisper wrote for digits inside a number
+    ("244, 86th free 2" for "2 4 4, 8 6 3 2"), else None. Only inside a run of three or more
+    digits and before more digits (or a sound-alike before digits), so "on the 26th" and "the
+    3rd one" stay ordinals."""
+    ordinal = _ORDINAL.match(core(words[j]))
+    if ordinal is None or sum(len(p) for p in run) < 3 or j + 1 >= len(words):
+        return None
+    after = core(words[j + 1])
+    if after in SOUNDALIKE_INSIDE_RUN:
+        more = j + 2 < len(words) and _number_at(words, j + 2) is not None
+    else:
+        more = _number_at(words, j + 1) is not None
+    return ordinal["digits"] if more else None
+
+
 def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
     """The digit run starting at ``i``: (normalised text, words used, rewrite it?)."""
     lead = core(words[i])
@@ -367,6 +385,10 @@ def _digit_run(words: Sequence[str], i: int) -> tuple[str, int, bool] | None:
             parts.append(".")
             j += 1
             continue
+        elif (ordinal := _inner_ordinal(words, j, parts)) is not None:
+            parts.append(ordinal)
+            weight += 1
+            j += 1
         else:
             nxt = _number_at(words, j)
             if nxt is None:
