@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
@@ -23,7 +24,8 @@ app.steps["worker"].add(PeriodicJobsStep)
 
 @worker_process_init.connect
 def _fresh_pool_in_child(**_: Any) -> None:
-    """A forked pool child must not reuse the parent's database connections."""
+    """A forked pool child must not reuse the parent's database connections; it loads its
+    models, and opens its first connection while Whisper loads (:func:`_open_database`)."""
     from db.engine import reset_after_fork
     from pipeline.settings import get_settings
     from pipeline.warmup import warm_up
@@ -31,7 +33,25 @@ def _fresh_pool_in_child(**_: Any) -> None:
     reset_after_fork()
     settings = get_settings()
     if settings.preload_models:
-        warm_up(set(app.amqp.queues.consume_from or app.amqp.queues), settings)
+        queues = set(app.amqp.queues.consume_from or app.amqp.queues)
+        warm_up(queues, settings, alongside=lambda: _open_database(settings.sqlalchemy_url()))
+
+
+def _open_database(url: str) -> None:
+    """Connect once, so the first task's claim finds a pooled connection (SQLAlchemy's first
+    connect also reads the server's settings): done beside the model load, it is off the
+    cold-start path. Best effort: a database that is not up yet is the first task's error."""
+    from sqlalchemy import text
+
+    from db.engine import get_engine
+
+    try:
+        with get_engine(url).connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # reported by the first task that needs it
+        structlog.get_logger(__name__).warning(
+            "database_not_reachable_at_start", error=type(error).__name__
+        )
 
 
 @worker_process_shutdown.connect
