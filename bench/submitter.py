@@ -5,7 +5,10 @@ broker, storage), so it submits exactly as ``teleai ingest`` would on that machi
 
 - ``single``: :func:`workers.submit.submit` per file (one transaction and one message each),
   what ``teleai ingest`` did before batching and what the API and drop folder do per upload;
-- ``many``: :func:`workers.submit.submit_many`, what ``teleai ingest FOLDER`` does now.
+- ``many``: :func:`workers.submit.submit_many`, what ``teleai ingest FOLDER`` does now
+  (several files to an ingest message, ``workers.submit.INGEST_BATCH_FILES``);
+- ``many-unbatched``: ``submit_many`` with one ingest message per file (the batch bound set
+  to 1), the same-run baseline of the batched messages.
 
 It prints one ``RESULT`` JSON line: the wall-clock time of its first submission (the
 benchmark's clock starts there, so interpreter start-up is left out of both paths alike), the
@@ -25,7 +28,11 @@ def main(mode: str, folder: Path) -> None:
     from db.engine import get_engine, unit_of_work
     from db.users import get_or_create_operator
     from pipeline.settings import get_settings
+    from workers import submit as submitting
     from workers.submit import SubmitResult, submit, submit_many
+
+    if mode == "many-unbatched":
+        submitting.INGEST_BATCH_FILES = 1
 
     settings = get_settings()
     with unit_of_work(get_engine(settings.sqlalchemy_url())) as session:
@@ -36,7 +43,7 @@ def main(mode: str, folder: Path) -> None:
     results: list[SubmitResult]
     if mode == "single":
         results = [submit(path, owner_id=owner) for path in paths]
-    elif mode == "many":
+    elif mode in ("many", "many-unbatched"):
         results = list(submit_many(paths, owner_id=owner))
     else:
         raise SystemExit(f"unknown mode {mode!r}: single or many")

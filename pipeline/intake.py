@@ -63,10 +63,15 @@ class Staged:
 
 
 def stage_upload(
-    source: Path | IO[bytes], settings: Settings, original_name: str | None = None
+    source: Path | IO[bytes],
+    settings: Settings,
+    original_name: str | None = None,
+    *,
+    durable: bool = True,
 ) -> Staged:
     """Refuse what can be refused by name, then store ``source`` (a path, or a readable binary
-    stream with ``original_name``).
+    stream with ``original_name``). ``durable=False``: the caller persists the batch's copies
+    (``Storage.persist``) before recording them.
 
     Raises :class:`UnsupportedAudio` for a name or extension we refuse (nothing stored) and
     :class:`~pipeline.errors.StorageError` when storage cannot be written.
@@ -83,7 +88,7 @@ def stage_upload(
         raise UnsupportedAudio(
             f"'{name}' has an unsupported extension; supported: {supported_extensions()}"
         )
-    stored = storage.get_storage(settings).put(source, fmt)
+    stored = storage.get_storage(settings).put(source, fmt, durable=durable)
     return Staged(name, stored, str(source) if isinstance(source, Path) else None)
 
 

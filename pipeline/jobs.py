@@ -13,13 +13,28 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, event, func, literal, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    Integer,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    column,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from db.models import TERMINAL_STATUSES, AudioFile, FileStatus, Stage
@@ -61,10 +76,31 @@ def claim(
     transaction): a file that kills its worker every time ends ``failed``, not in an endless
     redelivery loop.
     """
-    row = session.execute(
+    found = claim_many(
+        session, [file_id], stage, lease_seconds=lease_seconds, max_attempts=max_attempts
+    )
+    return found[0] if found else None
+
+
+def claim_many(
+    session: Session,
+    file_ids: Sequence[uuid.UUID],
+    stage: Stage,
+    *,
+    lease_seconds: int,
+    max_attempts: int,
+) -> list[Claim]:
+    """:func:`claim` for several files in one statement (a batch ingest message): the claims
+    taken, in the order of ``file_ids``. Each row is claimed, fenced and given up on exactly
+    as :func:`claim` would one at a time; the rows another worker holds or that are past
+    ``stage`` are simply left out."""
+    wanted = sorted(set(file_ids))  # one lock order for every claimer of overlapping batches
+    if not wanted:
+        return []
+    rows = session.execute(
         update(AudioFile)
         .where(
-            AudioFile.id == file_id,
+            AudioFile.id == any_(bindparam("claim_ids", wanted, type_=ARRAY(Uuid()))),
             AudioFile.stage == stage.value,
             AudioFile.status.in_(UNFINISHED),
             or_(AudioFile.lease_expires_at.is_(None), AudioFile.lease_expires_at < func.now()),
@@ -76,20 +112,24 @@ def claim(
             processing_started_at=func.coalesce(AudioFile.processing_started_at, func.now()),
         )
         .returning(
-            AudioFile.attempts, AudioFile.file_path, AudioFile.file_format, AudioFile.file_name
+            AudioFile.id,
+            AudioFile.attempts,
+            AudioFile.file_path,
+            AudioFile.file_format,
+            AudioFile.file_name,
         )
-    ).one_or_none()
-    if row is None:
-        return None
-    attempts, path, fmt, name = row
-    if attempts > max_attempts:
-        message = (
-            f"gave up on the {stage.value} stage after {max_attempts} attempts "
-            "(the worker stopped or crashed each time)"
-        )
-        fail(session, file_id, stage, GaveUp(message))
-        return None
-    return Claim(file_id, stage, attempts, path, fmt, name)
+    ).all()
+    claims: dict[uuid.UUID, Claim] = {}
+    for file_id, attempts, path, fmt, name in rows:
+        if attempts > max_attempts:
+            message = (
+                f"gave up on the {stage.value} stage after {max_attempts} attempts "
+                "(the worker stopped or crashed each time)"
+            )
+            fail(session, file_id, stage, GaveUp(message))
+            continue
+        claims[file_id] = Claim(file_id, stage, attempts, path, fmt, name)
+    return [claims[file_id] for file_id in dict.fromkeys(file_ids) if file_id in claims]
 
 
 def _fenced(claim_: Claim) -> Any:
@@ -101,19 +141,27 @@ def _fenced(claim_: Claim) -> Any:
     )
 
 
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {name: round(seconds, 4) for name, seconds in timings.items()}
+
+
 def _merge_timings(timings: dict[str, float], extra: dict[str, Any] | None = None) -> Any:
     """``metadata`` with ``extra``'s top-level keys set and ``timings`` merged into its
     ``stage_seconds`` object, as one SQL expression (no read of the row first)."""
-    rounded = {name: round(seconds, 4) for name, seconds in timings.items()}
+    return _merged(literal(_rounded(timings), JSONB), literal(extra, JSONB) if extra else None)
+
+
+def _merged(timings: Any, extra: Any | None) -> Any:
+    """:func:`_merge_timings` over SQL expressions (literals, or a batch's derived columns)."""
     base: Any = AudioFile.metadata_
-    if extra:
-        base = base.op("||")(literal(extra, JSONB))
+    if extra is not None:
+        base = base.op("||")(extra)
     return base.op("||")(
         func.jsonb_build_object(
             "stage_seconds",
             func.coalesce(AudioFile.metadata_.op("->")("stage_seconds"), text("'{}'::jsonb")).op(
                 "||"
-            )(literal(rounded, JSONB)),
+            )(timings),
         )
     )
 
@@ -132,6 +180,92 @@ def renew(session: Session, claim_: Claim, *, lease_seconds: int) -> bool:
         update(AudioFile).where(_fenced(claim_)).values(lease_expires_at=_lease(lease_seconds))
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def renew_many(session: Session, claims: Sequence[Claim], *, lease_seconds: int) -> set[uuid.UUID]:
+    """:func:`renew` for a batch's claims (one stage) in one statement; the ids still held."""
+    if not claims:
+        return set()
+    stage = claims[0].stage
+    assert all(c.stage is stage for c in claims), "one stage per batch"
+    held = session.execute(
+        update(AudioFile)
+        .where(
+            tuple_(AudioFile.id, AudioFile.attempts).in_([(c.file_id, c.token) for c in claims]),
+            AudioFile.stage == stage.value,
+            AudioFile.status == FileStatus.PROCESSING.value,
+        )
+        .values(lease_expires_at=_lease(lease_seconds))
+        .returning(AudioFile.id)
+    ).all()
+    return {file_id for (file_id,) in held}
+
+
+@dataclass(frozen=True)
+class Handover:
+    """One claimed file's results for :func:`advance_many` (what :func:`advance` takes)."""
+
+    claim: Claim
+    timings: dict[str, float]
+    values: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+def advance_many(
+    session: Session, handovers: Sequence[Handover], next_stage: Stage
+) -> set[uuid.UUID]:
+    """:func:`advance` for a batch in one statement: each row fenced by its own claim, given
+    its own ``values`` and ``metadata`` (the same columns for every row), handed to
+    ``next_stage``. Returns the ids handed over; a row whose claim was lost is left as it is.
+
+    The rows travel as one JSONB array read by ``jsonb_to_recordset`` with each column's own
+    type, so the statement text is the same for every batch size (one parameter)."""
+    if not handovers:
+        return set()
+    stage = handovers[0].claim.stage
+    keys = sorted(handovers[0].values)
+    assert all(h.claim.stage is stage and sorted(h.values) == keys for h in handovers)
+    table = AudioFile.__table__
+    rows = [
+        {
+            "file_id": str(h.claim.file_id),
+            "token": h.claim.token,
+            "timings": _rounded(h.timings),
+            "extra": h.metadata,
+            **h.values,
+        }
+        for h in sorted(handovers, key=lambda h: h.claim.file_id)  # the claims' lock order
+    ]
+    given = (
+        func.jsonb_to_recordset(bindparam("handovers", rows, type_=JSONB))
+        .table_valued(
+            column("file_id", Uuid()),
+            column("token", Integer()),
+            column("timings", JSONB()),
+            column("extra", JSONB()),
+            *(column(key, table.c[key].type) for key in keys),
+        )
+        .render_derived(name="given", with_types=True)
+    )
+    moved = session.execute(
+        update(AudioFile)
+        .where(
+            AudioFile.id == given.c.file_id,
+            AudioFile.attempts == given.c.token,
+            AudioFile.stage == stage.value,
+            AudioFile.status == FileStatus.PROCESSING.value,
+        )
+        .values(
+            stage=next_stage.value,
+            attempts=0,
+            lease_expires_at=None,
+            metadata_=_merged(given.c.timings, given.c.extra),
+            **{key: given.c[key] for key in keys},
+        )
+        .returning(AudioFile.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return {file_id for (file_id,) in moved}
 
 
 def advance(

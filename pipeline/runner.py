@@ -32,7 +32,7 @@ from pipeline import jobs, storage
 from pipeline.audio.formats import ensure_audio_format
 from pipeline.audio.probe import probe_audio
 from pipeline.audio.validate import validate_upload
-from pipeline.errors import PermanentError, PipelineError, classify
+from pipeline.errors import PermanentError, PipelineError, TransientError, classify
 from pipeline.memguard import memory_budget
 from pipeline.options import JobOptions, options_of
 from pipeline.pii_types import redaction_model
@@ -93,13 +93,52 @@ def _on_error(
 
 
 @contextlib.contextmanager
-def _stage(
-    uow: UnitOfWork, claim: jobs.Claim, settings: Settings, timings: dict[str, float]
+def _heartbeat_many(
+    uow: UnitOfWork, live: dict[uuid.UUID, jobs.Claim], lease_seconds: int
 ) -> Iterator[None]:
-    """Run the work of a claimed stage; on error, fail or release the row, then re-raise ours."""
+    """:func:`_heartbeat` for a batch: renew, in one statement per beat, the leases of the
+    claims still in ``live`` (the caller removes each file once its fate is written), so a
+    file waiting behind the others of its batch keeps its lease."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_seconds / 3):
+            claims = list(live.values())
+            if not claims:
+                continue
+            try:
+                with uow() as session:
+                    jobs.renew_many(session, claims, lease_seconds=lease_seconds)
+            except Exception:  # a missed beat is retried; the lease has slack for two
+                log.warning("lease_renewal_failed", files=len(claims))
+
+    thread = threading.Thread(target=beat, name="lease-batch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _stage(
+    uow: UnitOfWork,
+    claim: jobs.Claim,
+    settings: Settings,
+    timings: dict[str, float],
+    *,
+    heartbeat: bool = True,
+) -> Iterator[None]:
+    """Run the work of a claimed stage; on error, fail or release the row, then re-raise ours.
+    ``heartbeat=False``: the caller renews the lease (a batch's one heartbeat)."""
     started = time.perf_counter()
     try:
-        with _heartbeat(uow, claim, settings.lease_seconds):
+        with (
+            _heartbeat(uow, claim, settings.lease_seconds)
+            if heartbeat
+            else contextlib.nullcontext()
+        ):
             yield
     except Exception as raw:
         error = classify(raw)
@@ -141,10 +180,170 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> Inges
     claim = _claim(uow, file_id, Stage.INGEST, settings)
     if claim is None:
         return None
+    handover, duration = _ingest_work(uow, claim, settings)
+    with uow() as session:  # one fenced UPDATE: results and hand-over (see jobs.advance)
+        moved_on = jobs.advance(
+            session,
+            claim,
+            Stage.TRANSCRIBE,
+            timings=handover.timings,
+            values=handover.values,
+            metadata=handover.metadata,
+        )
+    return Ingested(duration) if moved_on else None
+
+
+@dataclass
+class IngestedBatch:
+    """What :func:`run_ingest_batch` did with each file of its message.
+
+    ``moved_on``: handed to transcription (their ``transcribe`` messages are due).
+    ``retry``: released after a transient error, each to be retried on its own.
+    The other files had nothing to do (claimed elsewhere, done, fenced out) or failed: their
+    rows say so, and nothing more is due for them.
+    """
+
+    moved_on: dict[uuid.UUID, Ingested] = dataclasses.field(default_factory=dict)
+    retry: dict[uuid.UUID, PipelineError] = dataclasses.field(default_factory=dict)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # claim, files, hand_over
+
+
+def run_ingest_batch(
+    uow: UnitOfWork, file_ids: list[uuid.UUID], settings: Settings
+) -> IngestedBatch:
+    """:func:`run_ingest` for several files of one message, with the same rules per file,
+    sharing only the round trips: one claim statement, one heartbeat, one hand-over
+    statement.
+
+    Each file is validated and probed on its own: a permanent error fails that file's row
+    (as :func:`run_ingest` would), a transient one releases only that file's claim and puts
+    it in ``retry``; the others carry on. Reaching the task's soft time limit stops the
+    batch: the file being read and the rest are released for a retry of their own, not
+    failed for the time their batch took. Should the shared hand-over fail, every file is
+    handed over in its own transaction instead, so one row the database refuses cannot hold
+    back the others. A worker that dies mid-batch leaves leases that expire: the recovery
+    sweep re-sends those files one message each.
+    """
+    outcome = IngestedBatch()
+    started = time.perf_counter()
+    with uow() as session:
+        claims = jobs.claim_many(
+            session,
+            file_ids,
+            Stage.INGEST,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
+    outcome.seconds["claim"] = time.perf_counter() - started
+    if not claims:
+        return outcome
+    live = {claim.file_id: claim for claim in claims}
+    ready: list[tuple[jobs.Handover, float]] = []
+    with _heartbeat_many(uow, live, settings.lease_seconds):
+        started = time.perf_counter()
+        for index, claim in enumerate(claims):
+            try:
+                ready.append(_ingest_work(uow, claim, settings, batch=True))
+            except PermanentError:
+                live.pop(claim.file_id)  # failed and written by _stage
+            except PipelineError as error:  # transient: _stage released the claim
+                live.pop(claim.file_id)
+                outcome.retry[claim.file_id] = error
+                if isinstance(error, BatchOutOfTime):
+                    _release_rest(uow, claims[index + 1 :], live, outcome, error)
+                    break
+        outcome.seconds["files"] = time.perf_counter() - started
+    # After the heartbeat stopped: a renewal and the hand-over never lock the batch's rows
+    # at the same time (in different orders, they could deadlock each other).
+    started = time.perf_counter()
+    moved = _hand_over_all(uow, [handover for handover, _ in ready], outcome)
+    outcome.seconds["hand_over"] = time.perf_counter() - started
+    for handover, duration in ready:
+        if handover.claim.file_id in moved:
+            outcome.moved_on[handover.claim.file_id] = Ingested(duration)
+    return outcome
+
+
+class BatchOutOfTime(TransientError):
+    """The task's soft time limit struck while a batch was being ingested: the time is the
+    batch's, not the file's, so the file and the rest are retried on their own."""
+
+
+@contextlib.contextmanager
+def _batch_time_limit() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:
+        if type(error).__name__ != "SoftTimeLimitExceeded":  # celery.exceptions' (by name,
+            raise  # as pipeline.errors.classify tells it)
+        raise BatchOutOfTime("the batch reached the task time limit") from error
+
+
+def _release_rest(
+    uow: UnitOfWork,
+    claims: list[jobs.Claim],
+    live: dict[uuid.UUID, jobs.Claim],
+    outcome: IngestedBatch,
+    error: PipelineError,
+) -> None:
+    """Give back the claims a batch stopped by its time limit did not reach."""
+    with uow() as session:
+        for claim in claims:
+            jobs.release(session, claim)
+    for claim in claims:
+        live.pop(claim.file_id, None)
+        outcome.retry[claim.file_id] = error
+    log.warning("ingest_batch_out_of_time", released=len(claims) + 1)
+
+
+def _hand_over_all(
+    uow: UnitOfWork, handovers: list[jobs.Handover], outcome: IngestedBatch
+) -> set[uuid.UUID]:
+    """Hand ``handovers`` to transcription in one statement, else one transaction each."""
+    if not handovers:
+        return set()
+    try:
+        with uow() as session:
+            return jobs.advance_many(session, handovers, Stage.TRANSCRIBE)
+    except Exception as failed:
+        log.warning("batch_hand_over_failed", files=len(handovers), error=type(failed).__name__)
+    moved: set[uuid.UUID] = set()
+    for handover in handovers:
+        claim = handover.claim
+        try:
+            with uow() as session:
+                if jobs.advance(
+                    session,
+                    claim,
+                    Stage.TRANSCRIBE,
+                    timings=handover.timings,
+                    values=handover.values,
+                    metadata=handover.metadata,
+                ):
+                    moved.add(claim.file_id)
+        except Exception as raw:
+            problem = classify(raw)
+            if not isinstance(problem, TransientError):
+                # As for one file (workers.retry): a bug outside stage work; the lease
+                # expires and the recovery sweep sends the file again, on its own.
+                log.error("hand_over_failed", file_id=str(claim.file_id), error=problem.message)
+                continue
+            with contextlib.suppress(Exception), uow() as session:
+                jobs.release(session, claim)
+            outcome.retry[claim.file_id] = problem
+    return moved
+
+
+def _ingest_work(
+    uow: UnitOfWork, claim: jobs.Claim, settings: Settings, *, batch: bool = False
+) -> tuple[jobs.Handover, float]:
+    """Validate and probe one claimed file: what its hand-over writes, and its duration.
+    ``batch``: one of a batch (its heartbeat renews the lease; see ``BatchOutOfTime``)."""
     timings: dict[str, float] = {}
     fetch_started = time.perf_counter()
     with (
-        _stage(uow, claim, settings, timings),
+        _stage(uow, claim, settings, timings, heartbeat=not batch),
+        _batch_time_limit() if batch else contextlib.nullcontext(),
         _named_as(PurePosixPath(claim.file_path).name, claim.file_name),
         storage.open_local(claim.file_path, settings) as path,  # a temp copy from S3
     ):
@@ -169,11 +368,7 @@ def run_ingest(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> Inges
         "probe": {"probed_with": info.probed_with, **info.extra},
         **({"declared_format": claim.file_format} if claim.file_format != real_format else {}),
     }
-    with uow() as session:  # one fenced UPDATE: results and hand-over (see jobs.advance)
-        moved_on = jobs.advance(
-            session, claim, Stage.TRANSCRIBE, timings=timings, values=values, metadata=metadata
-        )
-    return Ingested(info.duration_seconds) if moved_on else None
+    return jobs.Handover(claim, timings, values, metadata), info.duration_seconds
 
 
 def run_transcribe(uow: UnitOfWork, file_id: uuid.UUID, settings: Settings) -> uuid.UUID | None:

@@ -99,3 +99,28 @@ def test_store_file_on_a_full_disk_raises_storage_error_and_leaves_nothing(
     assert isinstance(info.value, TransientError)  # workers retry: space may be freed
     assert str(tiny_tmpfs) in str(info.value)
     assert _files(tiny_tmpfs) == []
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-each"])
+def test_a_batch_stored_without_fsync_is_made_durable_at_once(
+    tmp_path: Path, syncfs: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``durable=False`` then one ``make_durable`` (``syncfs``, or an fsync per file and
+    directory where there is none): the same files, names and hashes as one at a time."""
+    import pipeline.audio.storage as storing
+
+    if not syncfs:
+        monkeypatch.setattr(storing, "_SYNCFS", None)
+    sources = []
+    for index in range(3):
+        src = tmp_path / f"in-{index}.wav"
+        src.write_bytes(b"RIFF" + bytes([index]) * 5000)
+        sources.append(src)
+    stored = [store_file(src, tmp_path / "store", "wav", durable=False) for src in sources]
+    storing.make_durable(s.path for s in stored)
+    for src, copy in zip(sources, stored, strict=True):
+        assert copy.path.read_bytes() == src.read_bytes()
+        assert copy.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert not list((tmp_path / "store").rglob(".*.part"))
+    with pytest.raises(OSError):
+        storing.make_durable([tmp_path / "gone" / "x.wav"])

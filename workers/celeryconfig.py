@@ -44,6 +44,7 @@ task_default_exchange = "ingest"
 task_default_routing_key = "ingest"
 task_routes = {
     "teleai.ingest": {"queue": "ingest"},
+    "teleai.ingest_batch": {"queue": "ingest"},  # several files' ingest (workers.submit)
     "teleai.transcribe": {"queue": "transcribe"},
     "teleai.analyze": {"queue": "analyze"},
     # Light periodic jobs share the light ingest pool.

@@ -56,12 +56,17 @@ STAGE_TASKS = {
 SCAN_CHUNK = 500
 """Messages read per LRANGE/HSCAN call, so a long queue is read in bounded pieces."""
 
+BATCH_TASKS = {"teleai.ingest_batch": STAGE_TASKS[Stage.INGEST]}
+"""Tasks whose first argument is a list of ids, each standing for one message of the task
+named here (``workers.tasks.ingest_batch``: the ingest of every file it lists)."""
+
 MessageKey = tuple[str, str]
 """(task name, first argument) of one message."""
 
 
-def message_key(raw: bytes | str) -> MessageKey | None:
-    """The (task, first argument) of one kombu Redis envelope; None if it is not a Celery task."""
+def _task_args(raw: bytes | str) -> tuple[str, list[Any]] | None:
+    """The task name and positional arguments of one kombu Redis envelope (None if it is not
+    a Celery task message, or has no argument)."""
     try:
         envelope = json.loads(raw)
         task = envelope["headers"]["task"]
@@ -73,7 +78,31 @@ def message_key(raw: bytes | str) -> MessageKey | None:
         return None
     if not isinstance(task, str) or not isinstance(args, list) or not args:
         return None
-    return task, str(args[0])
+    return task, args
+
+
+def message_key(raw: bytes | str) -> MessageKey | None:
+    """The (task, first argument) of one kombu Redis envelope; None if it is not a Celery task
+    message, or is a batch message (see :func:`message_keys`)."""
+    found = _task_args(raw)
+    if found is None or found[0] in BATCH_TASKS:
+        return None
+    return found[0], str(found[1][0])
+
+
+def message_keys(raw: bytes | str) -> list[MessageKey]:
+    """The (task, argument) pairs one kombu Redis envelope stands for: one for a plain task
+    message; one per listed id for a batch message, keyed as the single-file task's message,
+    so a file in a queued or unacknowledged batch counts as having its message; none for
+    what is not a Celery task message."""
+    found = _task_args(raw)
+    if found is None:
+        return []
+    task, args = found
+    if task not in BATCH_TASKS:
+        return [(task, str(args[0]))]
+    ids = args[0] if isinstance(args[0], list) else []
+    return [(BATCH_TASKS[task], str(file_id)) for file_id in ids]
 
 
 @dataclass
@@ -118,7 +147,8 @@ class Broker:
         for key in lists:
             for start in range(0, 1 << 62, SCAN_CHUNK):
                 chunk = cast(list[bytes], self.client.lrange(key, start, start + SCAN_CHUNK - 1))
-                found.update(k for k in map(message_key, chunk) if k is not None)
+                for raw in chunk:
+                    found.update(message_keys(raw))
                 if len(chunk) < SCAN_CHUNK:
                     break
         for _tag, value in self.client.hscan_iter(unacked, count=SCAN_CHUNK):
@@ -126,9 +156,7 @@ class Broker:
                 envelope = json.loads(value)[0]  # [message, exchange, routing_key]
             except (ValueError, IndexError, TypeError):
                 continue
-            key_ = message_key(json.dumps(envelope))
-            if key_ is not None:
-                found.add(key_)
+            found.update(message_keys(json.dumps(envelope)))
         return found
 
     def send(self, rows: Iterable[jobs.Queued]) -> int:

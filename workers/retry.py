@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
 
-from pipeline.errors import PermanentError, is_transient
+from pipeline.errors import PermanentError, PipelineError, is_transient
 from pipeline.settings import get_settings
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ class PipelineTask(_BaseTask):
         return get_settings().max_attempts
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        import structlog
-
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(task=self.name, task_id=self.request.id, args=args)
         try:
@@ -54,10 +53,31 @@ class PipelineTask(_BaseTask):
         except Exception as error:
             if not is_transient(error):
                 raise  # a bug outside stage work: the lease and the reaper recover the row
-            countdown = get_exponential_backoff_interval(
+            raise self.retry(exc=error, countdown=self.backoff()) from error
+
+    def backoff(self) -> float:
+        """Seconds before the next try of this delivery (exponential, jittered, bounded)."""
+        return float(
+            get_exponential_backoff_interval(
                 factor=self.retry_backoff,
                 retries=self.request.retries,
                 maximum=self.retry_backoff_max,
                 full_jitter=self.retry_jitter,
             )
-            raise self.retry(exc=error, countdown=countdown) from error
+        )
+
+
+def retry_alone(batch: PipelineTask, task: PipelineTask, arg: str, error: PipelineError) -> bool:
+    """Retry one item of a batch message (``batch``, the running task) as its own ``task``
+    message, under the same policy as a task retrying itself: the same backoff, counted as
+    one more retry of the batch's delivery, and none once ``TELEAI_MAX_ATTEMPTS`` retries are
+    spent (the item's row is queued: the recovery sweep sends it, and the row's attempt count
+    still bounds it). True when the message was sent."""
+    logger = structlog.get_logger(__name__)
+    retries = batch.request.retries + 1
+    if retries > batch.max_retries:
+        logger.warning("retry_alone_exhausted", item=arg, error=error.message)
+        return False
+    task.app.send_task(task.name, args=(arg,), countdown=batch.backoff(), retries=retries)
+    logger.info("retry_alone", item=arg, retries=retries, error=error.message)
+    return True

@@ -12,9 +12,11 @@ that was never queued.
 
 Batches (:func:`submit_many`) keep every one of these rules per file (each file its own row,
 duplicates found, refusals with their reason, the row committed before its message) and
-only share the costs: one transaction and a fixed number of statements per batch instead of
-one commit per file, and the batch's messages published over one broker connection after
-that commit. A refused file never stops the others of its batch.
+only share the costs: the copies made durable together (one ``syncfs`` instead of two
+fsyncs per file) before one transaction with a fixed number of statements per batch instead
+of one commit per file, and the batch's messages published over one broker connection after
+that commit, several files to an ingest message (``teleai.ingest_batch``, see
+:func:`ingest_batches`). A refused file never stops the others of its batch.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sqlalchemy.orm import Session
 from db.engine import get_engine, unit_of_work
 from db.models import AudioFile, FileStatus, Stage
 from pipeline import storage
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, StorageError
 from pipeline.intake import Staged, record_staged, stage_upload
 from pipeline.options import JobOptions, parse_options
 from pipeline.settings import Settings, get_settings
@@ -46,6 +48,12 @@ log = structlog.get_logger(__name__)
 Transaction = Callable[[], AbstractContextManager[Session]]
 
 BATCH_SIZE = 200  # files per transaction in submit_many: big enough to amortise, small to stream
+# Files per ingest message (``teleai.ingest_batch``): the per-message costs of Celery and the
+# claim/hand-over transactions are paid once per message. Bounded in bytes as well, so a
+# message of long recordings does not approach the task time limit; a file over the bound
+# travels alone. Small enough that a chunk of BATCH_SIZE spreads over several worker processes.
+INGEST_BATCH_FILES = 50
+INGEST_BATCH_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
 BROKER_DOWN = (
@@ -177,16 +185,24 @@ def _submit_batch(
             for source, name in items
         ]
     staged: list[tuple[int, Staged]] = []
+    # A batch's copies are made durable together, once, before its rows are committed
+    # (Storage.persist); one upload is fsynced as it is stored.
+    durable = len(items) == 1
     try:
         for index, (source, name) in enumerate(items):
             try:
                 if isinstance(source, Path) and (source.is_symlink() or not source.is_file()):
                     raise FileNotFoundError(f"{source}: not a regular file")
-                staged.append((index, stage_upload(source, settings, name)))
+                staged.append((index, stage_upload(source, settings, name, durable=durable)))
             except (PipelineError, OSError) as error:
                 results[index] = SubmitResult(
                     Outcome.REFUSED, _shown(source, name), reason=_reason(error)
                 )
+        if staged and not durable:
+            try:
+                storage.get_storage(settings).persist([item.stored.ref for _, item in staged])
+            except OSError as error:
+                raise StorageError(f"could not store the uploads: {error}") from error
         recorded = []
         # Asked before the commit: with the broker down, the rows are recorded and the failed
         # connection (seconds of client retries) does not sit between commit and exit.
@@ -213,8 +229,12 @@ def _submit_batch(
                 Outcome.REFUSED, _shown(source, name), reason=_reason(error)
             )
         return [r for r in results if r is not None]
-    created = [rec.file_id for rec in recorded if rec.duplicate_of is None]
-    sent = send_ingest_many(created) if broker_up else set()
+    created = [
+        (rec.file_id, item.stored.size)
+        for (_, item), rec in zip(staged, recorded, strict=True)
+        if rec.duplicate_of is None
+    ]
+    sent = send_ingest_batches(created) if broker_up else set()
     requeued = _requeue_waiting([rec.file_id for rec in recorded if rec.duplicate_of], transaction)
     for (index, _), rec in zip(staged, recorded, strict=True):
         source, name = items[index]
@@ -287,6 +307,62 @@ def send_ingest_many(file_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
             "broker_unreachable_at_submit",
             file_ids=[str(f) for f in file_ids if f not in sent][:20],
             unsent=len(file_ids) - len(sent),
+            error=type(error).__name__,
+        )
+    return sent
+
+
+def ingest_batches(
+    files: Sequence[tuple[uuid.UUID, int]],
+    *,
+    max_files: int = INGEST_BATCH_FILES,
+    max_bytes: int = INGEST_BATCH_BYTES,
+) -> list[list[uuid.UUID]]:
+    """``files`` (id, size in bytes), in order, as the id lists of the ingest messages: up to
+    ``max_files`` files and ``max_bytes`` bytes each (a larger file makes a message of its
+    own)."""
+    batches: list[list[uuid.UUID]] = []
+    current: list[uuid.UUID] = []
+    size = 0
+    for file_id, file_bytes in files:
+        if current and (len(current) == max_files or size + file_bytes > max_bytes):
+            batches.append(current)
+            current, size = [], 0
+        current.append(file_id)
+        size += file_bytes
+    if current:
+        batches.append(current)
+    return batches
+
+
+def send_ingest_batches(files: Sequence[tuple[uuid.UUID, int]]) -> set[uuid.UUID]:
+    """Send the ingest messages of ``files`` (id, size) over one broker connection, several
+    files to a message (:func:`ingest_batches`; a batch of one is a plain ``teleai.ingest``
+    message, as :func:`submit` of one file sends); the ids whose message went out (the rest,
+    logged, are left to the recovery sweep: their rows are committed)."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.tasks import ingest_batch
+
+    ingest = _ingest_task()
+    sent: set[uuid.UUID] = set()
+    if not files:
+        return sent
+    try:
+        with ingest.app.producer_or_acquire() as producer:
+            for batch in ingest_batches(files, max_files=INGEST_BATCH_FILES):
+                if len(batch) == 1:
+                    ingest.apply_async((str(batch[0]),), retry=False, producer=producer)
+                else:
+                    ids = [str(file_id) for file_id in batch]
+                    ingest_batch.apply_async((ids,), retry=False, producer=producer)
+                sent.update(batch)
+    except (OperationalError, RedisConnectionError, OSError) as error:
+        log.warning(
+            "broker_unreachable_at_submit",
+            file_ids=[str(f) for f, _ in files if f not in sent][:20],
+            unsent=len(files) - len(sent),
             error=type(error).__name__,
         )
     return sent

@@ -8,6 +8,7 @@ Retry policy lives in :mod:`workers.retry`.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
@@ -18,7 +19,7 @@ from pipeline import runner
 from pipeline.limits import transcribe_time_limits
 from pipeline.settings import get_settings
 from workers.app import app
-from workers.retry import PipelineTask
+from workers.retry import PipelineTask, retry_alone
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,38 @@ def ingest(file_id: str) -> dict[str, Any]:
         limits = transcribe_time_limits(ingested.duration_seconds, settings)
         transcribe.apply_async((file_id,), **limits)
     return {"file_id": file_id, "next": "transcribe" if ingested else None}
+
+
+@app.task(base=PipelineTask, name="teleai.ingest_batch", bind=True)
+def ingest_batch(self: PipelineTask, file_ids: list[str]) -> dict[str, Any]:
+    """The ingest stage of several files in one message (``teleai ingest`` of a folder:
+    :func:`workers.submit.send_ingest_batches`), so the per-message costs (delivery, ack, task
+    events, a claim and a hand-over transaction) are paid once per batch, not per file.
+
+    Every file keeps its own claim, fencing and outcome (:func:`pipeline.runner.run_ingest_batch`):
+    a file that fails fails alone, and one whose error is transient is sent again on its own
+    (``teleai.ingest``, under the retry policy of :mod:`workers.retry`), never the batch. The
+    ``transcribe`` messages of the files that moved on go out over one connection.
+    """
+    settings = get_settings()
+    done = runner.run_ingest_batch(_uow(), [uuid.UUID(f) for f in file_ids], settings)
+    started = time.perf_counter()
+    if done.moved_on:
+        with app.producer_or_acquire() as producer:
+            for file_id, ingested in done.moved_on.items():
+                limits = transcribe_time_limits(ingested.duration_seconds, settings)
+                transcribe.apply_async((str(file_id),), producer=producer, **limits)
+    for file_id, error in done.retry.items():
+        retry_alone(self, ingest, str(file_id), error)
+    seconds = {**done.seconds, "send": time.perf_counter() - started}
+    log.info(
+        "ingest_batch_done",
+        files=len(file_ids),
+        moved_on=len(done.moved_on),
+        retried=len(done.retry),
+        **{f"{step}_s": round(value, 4) for step, value in seconds.items()},
+    )
+    return {"files": len(file_ids), "moved_on": len(done.moved_on), "retried": len(done.retry)}
 
 
 @app.task(base=PipelineTask, name="teleai.transcribe")

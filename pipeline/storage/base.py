@@ -9,6 +9,7 @@ temporary copy, because PyAV and ffmpeg want a file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +37,18 @@ class Storage(Protocol):
         backend's managed storage (no I/O): a row can never point a worker elsewhere."""
         ...
 
-    def put(self, src: Path | IO[bytes], fmt: str) -> StoredObject:
+    def put(self, src: Path | IO[bytes], fmt: str, *, durable: bool = True) -> StoredObject:
         """Copy ``src`` in under a generated name, hashing it on the way.
 
         ``src`` is a regular file's path or an open binary stream (an HTTP upload; read to its
         end, not closed). The copy is complete or absent; memory use does not depend on the
-        file's size.
+        file's size. ``durable=False``: the copy is durable only after :meth:`persist` (a batch
+        pays for durability once, before its rows are committed).
         """
+        ...
+
+    def persist(self, refs: Sequence[str]) -> None:
+        """Make the copies ``put`` with ``durable=False`` durable; raises ``OSError`` if not."""
         ...
 
     def open_local(self, ref: str) -> AbstractContextManager[Path]:

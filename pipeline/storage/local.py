@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from pipeline.audio.storage import store_file
+from pipeline.audio.storage import make_durable, store_file
 from pipeline.errors import StorageError, StorageMisconfigured
 from pipeline.storage.base import StoredObject
 
@@ -43,9 +43,12 @@ class LocalStorage:
     def check(self, ref: str) -> None:
         self.resolve(ref)
 
-    def put(self, src: Path | IO[bytes], fmt: str) -> StoredObject:
-        stored = store_file(src, self.root, fmt)
+    def put(self, src: Path | IO[bytes], fmt: str, *, durable: bool = True) -> StoredObject:
+        stored = store_file(src, self.root, fmt, durable=durable)
         return StoredObject(ref=str(stored.path), sha256=stored.sha256, size=stored.size)
+
+    def persist(self, refs: Sequence[str]) -> None:
+        make_durable(self.resolve(ref) for ref in refs)
 
     @contextlib.contextmanager
     def open_local(self, ref: str) -> Iterator[Path]:

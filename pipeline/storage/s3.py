@@ -22,7 +22,7 @@ import io
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
@@ -221,7 +221,10 @@ class S3Storage:
 
     # -- operations --
 
-    def put(self, src: Path | IO[bytes], fmt: str) -> StoredObject:
+    def persist(self, refs: Sequence[str]) -> None:
+        """Nothing to do: an object is durable once its upload returned (``durable`` is moot)."""
+
+    def put(self, src: Path | IO[bytes], fmt: str, *, durable: bool = True) -> StoredObject:
         fmt = ensure_audio_format(fmt)
         key = self.new_key(fmt)
         shown = Path(src).name if isinstance(src, Path) else "the upload"

@@ -22,7 +22,7 @@ from db.transcripts import add_transcription_version
 from db.users import create_user
 from pipeline import jobs
 from workers.app import app
-from workers.recovery import Broker, message_key, sweep
+from workers.recovery import Broker, message_key, message_keys, sweep
 
 SETTLE = 15
 
@@ -173,3 +173,43 @@ def test_message_key_ignores_what_is_not_a_task_message() -> None:
         "t",
         "a",
     )
+
+
+def test_files_listed_in_a_batch_message_count_as_present_until_it_is_lost(
+    engine: Engine, owner: uuid.UUID, broker: Broker
+) -> None:
+    """A ``teleai.ingest_batch`` message stands for the ingest message of each file it lists,
+    queued or delivered-unacknowledged; once it is lost, each file is sent again on its own."""
+    first, second = _queued_file(engine, owner), _queued_file(engine, owner)
+    broker.send([])  # declares the queues' bindings, as before any send
+    with app.connection_for_write(broker.url) as connection:
+        app.send_task(
+            "teleai.ingest_batch",
+            args=([str(first), str(second)],),
+            producer=app.amqp.Producer(connection),
+        )
+    assert [message_keys(raw) for raw in broker.client.lrange("ingest", 0, -1)] == [
+        [("teleai.ingest", str(first)), ("teleai.ingest", str(second))]
+    ]
+    assert _keys(broker, "ingest") == [None]  # not a one-file message
+    assert sweep(_uow(engine), broker, settled_seconds=SETTLE).reconciled == 0
+
+    raw = cast(bytes, broker.client.rpop("ingest"))  # a worker took it (task_acks_late)
+    broker.client.hset("unacked", "tag-3", json.dumps([json.loads(raw), "ingest", "ingest"]))
+    assert sweep(_uow(engine), broker, settled_seconds=SETTLE).reconciled == 0
+
+    broker.client.delete("unacked")  # the batch is lost (Redis emptied, say)
+    assert sweep(_uow(engine), broker, settled_seconds=0).reconciled == 2
+    assert sorted(k for k in _keys(broker, "ingest") if k) == sorted(
+        [("teleai.ingest", str(first)), ("teleai.ingest", str(second))]
+    )
+
+
+def test_message_keys_of_a_batch_without_a_list_are_none() -> None:
+    body = '[["not-a-list"], {}, {}]'
+    assert (
+        message_keys(json.dumps({"headers": {"task": "teleai.ingest_batch"}, "body": body})) == []
+    )
+    assert message_keys(json.dumps({"headers": {"task": "t"}, "body": '[["a"], {}, {}]'})) == [
+        ("t", "a")
+    ]
