@@ -405,16 +405,17 @@ def average_linkage(
     size = np.ones(n)
     alive = np.ones(n, dtype=bool)
 
-    def index_row(i: int) -> npt.NDArray[np.int64]:
-        out = np.where(at < i, base + i, base[i] + at)
-        out[i] = 0  # not used: masked below
+    def row(i: int) -> npt.NDArray[np.float64]:
+        """Distances from ``i`` to every row (inf: itself and merged-away rows)."""
+        out = np.empty(n)
+        out[:i] = condensed[base[:i] + i]
+        out[i] = np.inf
+        out[i + 1 :] = condensed[base[i] + i + 1 : base[i] + n]
         return out
 
-    def distances(i: int, where: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        row = condensed[where]
-        row[~alive] = np.inf
-        row[i] = np.inf
-        return row
+    def write(i: int, values: npt.NDArray[np.float64]) -> None:
+        condensed[base[:i] + i] = values[:i]
+        condensed[base[i] + i + 1 : base[i] + n] = values[i + 1 :]
 
     pairs = np.zeros((max(n - 1, 0), 2), dtype=np.int64)
     heights = np.zeros(max(n - 1, 0))
@@ -424,24 +425,23 @@ def average_linkage(
             chain.append(int(np.flatnonzero(alive)[0]))
         while True:
             last = chain[-1]
-            row = distances(last, index_row(last))
-            nearest = int(np.argmin(row))
-            if len(chain) > 1 and row[chain[-2]] <= row[nearest]:
+            distances = row(last)
+            nearest = int(np.argmin(distances))
+            if len(chain) > 1 and distances[chain[-2]] <= distances[nearest]:
                 nearest = chain[-2]
                 break
             chain.append(nearest)
         chain.pop()
         chain.pop()
         a, b = min(last, nearest), max(last, nearest)
-        where_a, where_b = index_row(a), index_row(b)
-        height = float(condensed[where_a[b]])
+        row_a, row_b = row(a), row(b)
         pairs[step] = (a, b)
-        heights[step] = height
-        alive[a] = False  # the merged cluster keeps b's row, as scipy's does
-        others = alive.copy()
-        others[b] = False
-        merged = (size[a] * condensed[where_a] + size[b] * condensed[where_b]) / (size[a] + size[b])
-        condensed[where_b[others]] = merged[others]
+        heights[step] = row_a[b]
+        # The merged cluster keeps b's row, as scipy's does; a's row is gone (inf). Columns
+        # already gone are inf in both rows, so they stay inf.
+        write(b, (size[a] * row_a + size[b] * row_b) / (size[a] + size[b]))
+        write(a, np.full(n, np.inf))
+        alive[a] = False
         size[b] += size[a]
     order = np.argsort(heights, kind="stable")
     return pairs[order], heights[order]
