@@ -23,6 +23,7 @@ from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+SIDE_WAIT_SECONDS = 15.0  # how long the warm-up waits for its side thread after Whisper loaded
 WARM_UP_TEXT = "Good morning. We will meet the team in Berlin on Friday to review the plan."
 
 
@@ -40,9 +41,14 @@ class _Beside(threading.Thread):
         except BaseException as error:  # handed to the warming thread, which raises it
             self.error = error
 
-    def result(self) -> None:
-        self.join()
-        if self.error is not None:
+    def result(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s, then re-raise the work's error; work still running past it
+        (a database host that does not answer: a TCP connect can hang for minutes) carries on
+        beside the first task, with a warning, rather than holding the worker back."""
+        self.join(timeout)
+        if self.is_alive():
+            log.warning("warm_up_side_work_still_running", waited_seconds=timeout)
+        elif self.error is not None:
             raise self.error
 
 
@@ -86,7 +92,7 @@ def warm_up(
         # One second of silence: loads the model and runs the VAD path, decodes nothing.
         get_transcriber(settings).transcribe(np.zeros(16000, dtype=np.float32), language="en")
         seconds["transcriber"] = time.perf_counter() - transcriber_started
-        side.result()
+        side.result(timeout=SIDE_WAIT_SECONDS)
     if "analyze" in queues:
         from pipeline.analysis import AnalysisInput, analyze
 

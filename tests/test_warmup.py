@@ -37,6 +37,14 @@ def test_an_error_beside_the_model_load_fails_the_warm_up() -> None:
         warm_up({"transcribe"}, get_settings(), alongside=broken)
 
 
+def test_side_work_that_hangs_does_not_hold_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.warmup.SIDE_WAIT_SECONDS", 0.5)
+    release = threading.Event()
+    seconds = warm_up({"transcribe"}, get_settings(), alongside=lambda: release.wait(60))
+    release.set()
+    assert "transcriber" in seconds
+
+
 def test_a_transcription_worker_imports_no_heavy_library() -> None:
     """What a transcription worker's pool child has imported when warm: Celery's app and
     tasks, Whisper, the diarizer (numpy), the first task's modules; none of :data:`HEAVY`
