@@ -129,6 +129,17 @@ def _transcribe_messages(pipe: Pipeline) -> Counter[str]:
     return Counter(k[1] for k in keys if k is not None and k[0] == "teleai.transcribe")
 
 
+def _wait_for_transcribe_messages(pipe: Pipeline, count: int) -> None:
+    """The hand-over commits first and sends the ``transcribe`` messages after it, so a row
+    already at the transcribe stage may still have its message on the way."""
+    _wait(
+        pipe,
+        lambda: sum(_transcribe_messages(pipe).values()) >= count,
+        f"{count} transcribe messages",
+    )
+    time.sleep(0.5)  # a duplicate would add one now
+
+
 def _received(pipe: Pipeline, task: str, since: int) -> list[str]:
     """Task ids of the ``task`` deliveries the worker logged after byte ``since`` of its log."""
     text = (pipe.log_dir / "worker.log").read_bytes()[since:].decode(errors="replace")
@@ -170,6 +181,7 @@ def test_one_message_ingests_the_folder_and_a_damaged_file_fails_alone(
     # One delivery for the 13 files, no one-file message, and one transcribe message each.
     assert len(_received(pipe, "teleai.ingest_batch", mark)) == 1
     assert _received(pipe, "teleai.ingest", mark) == []
+    _wait_for_transcribe_messages(pipe, len(states))
     assert _transcribe_messages(pipe) == Counter(dict.fromkeys(states, 1))
     # Each row carries its own probe results.
     rows = _query(
@@ -229,6 +241,7 @@ def test_a_transient_error_sends_only_that_file_again(
     assert len(_received(pipe, "teleai.ingest", mark)) == 1  # the one file, on its own
     states = _states(pipe, ids)
     assert set(states.values()) == {("processing", "transcribe", 0)}
+    _wait_for_transcribe_messages(pipe, len(ids))
     assert _transcribe_messages(pipe) == Counter(dict.fromkeys(ids, 1))
     logs = (pipe.log_dir / "worker.log").read_bytes()[mark:].decode(errors="replace")
     assert re.findall(r"\] retry_alone\s.*\bitem=(\S+)", logs) == [ids[3]]
