@@ -78,6 +78,25 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   say "installing TeleAI Pro into .venv (CPU torch first, so nothing pulls a CUDA build)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
+  # llama-cpp-python ([dev]: the llm_summary tests' OpenAI-compatible server) compiles llama.cpp.
+  # Its default build uses every instruction this CPU lists (-march=native); one such build died
+  # with SIGILL on a VM whose CPU lists AMX and AVX-512 but whose kernel lets no process use AMX,
+  # and pip's wheel cache hands that build back on every later install. So: a portable build
+  # (AVX2, no AVX-512/AMX), made once per machine in our own wheelhouse, installed from there.
+  llama_version=0.3.36
+  wheelhouse="${XDG_CACHE_HOME:-$HOME/.cache}/teleai/wheels/llama-cpp-python-$llama_version-portable"
+  if ! ls "$wheelhouse"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    say "building llama-cpp-python $llama_version (portable build, minutes)"
+    llama_cmake="-DGGML_NATIVE=OFF"
+    if [ "$(uname -m)" = x86_64 ]; then
+      llama_cmake="$llama_cmake -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+      llama_cmake="$llama_cmake -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+    fi
+    CMAKE_ARGS="$llama_cmake" .venv/bin/pip wheel -q --no-cache-dir --no-deps \
+      -w "$wheelhouse.tmp" "llama-cpp-python==$llama_version"
+    rm -rf "$wheelhouse" && mv "$wheelhouse.tmp" "$wheelhouse"
+  fi
+  .venv/bin/pip install -q --no-deps --force-reinstall "$wheelhouse"/llama_cpp_python-*.whl
   .venv/bin/pip install -q -e ".[all,dev,embedded,ops]"
   # Diarization's voice encoder: --no-deps because resemblyzer requires plain webrtcvad, which
   # imports pkg_resources; webrtcvad-wheels (in [transcribe]) provides the same module.
