@@ -44,10 +44,11 @@ def worker_command(
     name: str = "w1",
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """``celery -A workers.app worker`` as every harness runs it (no gossip/mingle: quicker
-    start, nothing to wait for between test workers)."""
+    """The worker as every harness runs it: ``python -m workers`` (:mod:`workers.launch`,
+    Celery's worker without the ``celery`` command's imports), no gossip/mingle: quicker
+    start, nothing to wait for between test workers."""
     return [
-        sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+        sys.executable, "-m", "workers",
         "-Q", queues, f"--concurrency={concurrency}", "--loglevel=INFO",
         f"--hostname={name}@%h", "--without-gossip", "--without-mingle", *extra_args,
     ]  # fmt: skip

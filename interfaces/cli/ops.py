@@ -137,18 +137,14 @@ def worker(
         ),
     ] = False,
 ) -> None:
-    """Start a Celery worker on QUEUES (same as `celery -A workers.app worker -Q …`)."""
-    from workers.app import app as celery_app
+    """Start a Celery worker on QUEUES (same as `celery -A workers.app worker -Q …`, without
+    the `celery` command's imports: see workers/launch.py)."""
+    from workers.launch import run
 
-    argv = [
-        "worker",
-        f"--queues={queues}",
-        f"--concurrency={concurrency}",
-        f"--loglevel={loglevel}",
-    ]
+    argv = [f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
     if beat:
         argv.append("--beat")
-    celery_app.worker_main(argv)
+    raise typer.Exit(run(argv))
 
 
 # --- ingest ---------------------------------------------------------------------------------
