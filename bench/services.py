@@ -184,7 +184,8 @@ def start_worker(
     name: str,
     timeout: float = 180,
 ) -> Worker:
-    """Start ``celery -A workers.app worker``; return once it is ready and its models loaded.
+    """Start the worker (``python -m workers``: :func:`workers.process.worker_command`); return
+    once it is ready and its models loaded.
 
     Started and awaited by :mod:`workers.process`, as the tests and the demo start theirs; the
     worker records when it was started, said "ready." and was warm, which the scaling and

@@ -1,6 +1,7 @@
 """The Celery application: Redis broker, JSON only, three queues, deliberate delivery settings.
 
-``celery -A workers.app worker -Q transcribe`` (or ``teleai worker``) starts a worker. Settings
+``teleai worker --queues transcribe`` / ``python -m workers -Q transcribe`` (:mod:`workers.launch`)
+or ``celery -A workers.app worker -Q transcribe`` starts a worker. Settings
 are read when Celery first configures the app (``workers.celeryconfig``), not at import.
 Periodic jobs need no ``celery beat``: see :mod:`workers.periodic`.
 """
