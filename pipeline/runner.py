@@ -44,26 +44,40 @@ UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
 @contextlib.contextmanager
-def _heartbeat(uow: UnitOfWork, claim: jobs.Claim, lease_seconds: int) -> Iterator[None]:
-    """Renew the lease every third of its length while the block runs."""
+def _renewing(
+    renew: Callable[[], bool], lease_seconds: int, name: str, **context: object
+) -> Iterator[None]:
+    """Call ``renew`` every third of the lease's length while the block runs, in a thread,
+    until it returns False (the lease is gone: nothing left to keep)."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(lease_seconds / 3):
             try:
-                with uow() as session:
-                    if not jobs.renew(session, claim, lease_seconds=lease_seconds):
-                        return
+                if not renew():
+                    return
             except Exception:  # a missed beat is retried; the lease has slack for two
-                log.warning("lease_renewal_failed", file_id=str(claim.file_id))
+                log.warning("lease_renewal_failed", **context)
 
-    thread = threading.Thread(target=beat, name=f"lease-{claim.file_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _heartbeat(
+    uow: UnitOfWork, claim: jobs.Claim, lease_seconds: int
+) -> AbstractContextManager[None]:
+    """Renew the lease every third of its length while the block runs."""
+
+    def renew() -> bool:
+        with uow() as session:
+            return jobs.renew(session, claim, lease_seconds=lease_seconds)
+
+    return _renewing(renew, lease_seconds, f"lease-{claim.file_id}", file_id=str(claim.file_id))
 
 
 def _claim(
@@ -92,33 +106,21 @@ def _on_error(
             jobs.release(session, claim)
 
 
-@contextlib.contextmanager
 def _heartbeat_many(
     uow: UnitOfWork, live: dict[uuid.UUID, jobs.Claim], lease_seconds: int
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """:func:`_heartbeat` for a batch: renew, in one statement per beat, the leases of the
     claims still in ``live`` (the caller removes each file once its fate is written), so a
     file waiting behind the others of its batch keeps its lease."""
-    stop = threading.Event()
 
-    def beat() -> None:
-        while not stop.wait(lease_seconds / 3):
-            claims = list(live.values())
-            if not claims:
-                continue
-            try:
-                with uow() as session:
-                    jobs.renew_many(session, claims, lease_seconds=lease_seconds)
-            except Exception:  # a missed beat is retried; the lease has slack for two
-                log.warning("lease_renewal_failed", files=len(claims))
+    def renew() -> bool:
+        claims = list(live.values())
+        if claims:
+            with uow() as session:
+                jobs.renew_many(session, claims, lease_seconds=lease_seconds)
+        return True  # beats until the batch ends, however many leases are left
 
-    thread = threading.Thread(target=beat, name="lease-batch", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return _renewing(renew, lease_seconds, "lease-batch", files=len(live))
 
 
 @contextlib.contextmanager
